@@ -125,7 +125,7 @@ def _sensitivity(ctx: BuildContext, p) -> None:
     assert ctx.calibration is not None
     files = ctx.calibration.subset(p.utterances)
     tokens = teacher_tokens(ctx.out, ctx.calibration, files, progress=ctx.progress)
-    table = measure(ctx.out, ctx.calibration, tokens, progress=ctx.progress)
+    table = measure(ctx.out, ctx.calibration, tokens, mode=p.mode, block_size=p.block_size, progress=ctx.progress)
     ctx.report["sensitivity"] = table
     worst = sorted(table, key=lambda g: -table[g]["kl"])[: p.exclude_worst]
     ctx.flagged = sorted(set(ctx.flagged) | set(worst))
@@ -145,15 +145,17 @@ def _quantize_static(ctx: BuildContext, p) -> None:
     files = ctx.calibration.subset(p.utterances)
     tokens = teacher_tokens(ctx.out, ctx.calibration, files, progress=ctx.progress)
     quantize_static_int8(ctx.out, [(ctx.calibration.mel(f), tokens[f]) for f in files],
-                         exclude=[*p.exclude, *ctx.flagged], embedding=p.embedding, method=p.method)
+                         exclude=[*p.exclude, *ctx.flagged], embedding=p.embedding, dynamic=p.dynamic)
     store_float_as_fp16(ctx.out)
 
 
 def _quantize_int4(ctx: BuildContext, p) -> None:
     from quantize.quantization import quantize_int4, store_float_as_fp16
 
-    quantize_int4(ctx.out, block_size=p.block_size, exclude=[*p.exclude, *ctx.flagged], embedding=p.embedding,
-                  embedding_block_size=p.embedding_block_size, accuracy_level=p.accuracy_level)
+    # Groups the sensitivity pass flags get int8 here rather than float: still small, far less damage.
+    quantize_int4(ctx.out, block_size=p.block_size, exclude=p.exclude, int8=[*p.int8, *ctx.flagged],
+                  embedding=p.embedding, embedding_block_size=p.embedding_block_size,
+                  embedding_equalize=p.embedding_equalize, accuracy_level=p.accuracy_level)
     store_float_as_fp16(ctx.out)
 
 

@@ -14,6 +14,7 @@ renames the exporter's anonymous initializers after the torch parameters they ca
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import re
@@ -93,16 +94,21 @@ def weight_groups(model_dir: Path) -> list[str]:
     return [g for *_, g in sorted(key)]
 
 
+def matches(group: str, patterns: Iterable[str]) -> bool:
+    """Whether a group is named by any of `patterns` (exact names or globs: 'encoder.blocks.*.mlp')."""
+    return any(fnmatch.fnmatchcase(group, p) for p in patterns)
+
+
 def _matmuls(model: onnx.ModelProto, exclude: Iterable[str]) -> tuple[list[str], list[str]]:
     """(MatMul nodes with a named weight to quantize, those to keep float) — the embedding is handled apart."""
-    exclude = set(exclude)
+    exclude = list(exclude)
     init = {i.name for i in model.graph.initializer}
     keep, skip = [], []
     for node in model.graph.node:
         if node.op_type != "MatMul" or len(node.input) < 2 or node.input[1] not in init:
             continue
         g = group_of(node.input[1])
-        (skip if g is None or g in exclude or g == EMBEDDING else keep).append(node.name)
+        (skip if g is None or g == EMBEDDING or matches(g, exclude) else keep).append(node.name)
     return keep, skip
 
 
@@ -127,16 +133,15 @@ def quantize_dynamic_int8(model_dir: Path, exclude: Iterable[str] = (), embeddin
 
 # --- static int8 (QDQ) ---------------------------------------------------------------------------------------
 
-_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-
-
 def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, list[int]]],
-                         exclude: Iterable[str] = (), embedding: str = "int8", method: str = "minmax") -> None:
+                         exclude: Iterable[str] = (), embedding: str = "int8",
+                         dynamic: Iterable[str] = ()) -> None:
     """QDQ int8 with activation ranges measured on calibration audio.
 
     `calibration` holds (log-mel window, reference token sequence) pairs. The encoder sees the mels; the
     decoder sees the sequences teacher-forced in one pass and, for the one-token shapes, the last token of
-    each sequence with the rest as its cache.
+    each sequence with the rest as its cache. Groups in `dynamic` get dynamic int8 instead: one fixed range
+    cannot hold activations whose outliers move with the input (Whisper's encoder FFNs).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -159,14 +164,19 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
     for file, feeds in ((ENCODER, encoder_feeds), (DECODER, decoder_feeds)):
         path = model_dir / file
         model = onnx.load(str(path))
-        keep, skip = _matmuls(model, set(exclude))
+        keep, _ = _matmuls(model, [*exclude, *dynamic])
+        if not keep:  # an empty list would mean "quantize everything" to quantize_static
+            continue
         with _quiet():
             quantize_static(
                 model, path, _Feeds(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
                 nodes_to_quantize=keep, per_channel=True, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"MatMulConstBOnly": True},
             )
+    # What static left float (its MatMuls still read a float initializer) and is not excluded goes dynamic.
+    if list(dynamic):
+        quantize_dynamic_int8(model_dir, exclude=exclude, embedding="float")
     _embedding(model_dir, embedding)
 
 
@@ -182,15 +192,18 @@ class _Feeds:
 
 # --- int4 weight-only -----------------------------------------------------------------------------------------
 
-def quantize_int4(model_dir: Path, block_size: int = 32, exclude: Iterable[str] = (), embedding: str = "int4",
-                  embedding_block_size: int = 64, accuracy_level: int = 4, symmetric: bool = True) -> None:
-    """Blockwise symmetric 4-bit MatMul weights (MatMulNBits); activations stay float."""
+def quantize_int4(model_dir: Path, block_size: int = 32, exclude: Iterable[str] = (), int8: Iterable[str] = (),
+                  embedding: str = "int4", embedding_block_size: int = 32, embedding_equalize: float = 1.0,
+                  accuracy_level: int = 4, symmetric: bool = True) -> None:
+    """Blockwise 4-bit MatMul weights (MatMulNBits), activations float; groups in `int8` get dynamic int8
+    instead (the ones the sensitivity pass flags), groups in `exclude` stay float."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    exclude, int8 = list(exclude), list(int8)
     for file in (ENCODER, DECODER):
         path = model_dir / file
         model = onnx.load(str(path))
-        keep, skip = _matmuls(model, set(exclude))
+        _, skip = _matmuls(model, [*exclude, *int8])
         with _quiet():
             quantizer = MatMulNBitsQuantizer(
                 model, bits=4, block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level,
@@ -198,18 +211,20 @@ def quantize_int4(model_dir: Path, block_size: int = 32, exclude: Iterable[str] 
             )
             quantizer.process()
         onnx.save(quantizer.model.model, str(path))
-    _embedding(model_dir, embedding, block_size=embedding_block_size)
+    if int8:  # MatMulNBits nodes no longer read a float initializer, so only the int8 groups are left to take
+        quantize_dynamic_int8(model_dir, exclude=exclude, embedding="float")
+    _embedding(model_dir, embedding, block_size=embedding_block_size, equalize=embedding_equalize)
 
 
 # --- the shared embedding / output projection ----------------------------------------------------------------
 
-def _embedding(model_dir: Path, mode: str, block_size: int = 64) -> None:
+def _embedding(model_dir: Path, mode: str, block_size: int = 64, equalize: float = 0.5) -> None:
     path = model_dir / DECODER
     model = onnx.load(str(path))
     if mode == "int8":
         share_embedding_int8(model)
     elif mode == "int4":
-        share_embedding_nbits(model, bits=4, block_size=block_size)
+        share_embedding_nbits(model, bits=4, block_size=block_size, equalize=equalize)
     elif mode != "float":
         raise ValueError(mode)
     onnx.save(model, str(path))
@@ -266,16 +281,24 @@ def share_embedding_int8(model: onnx.ModelProto) -> None:
     ])
 
 
-def share_embedding_nbits(model: onnx.ModelProto, bits: int = 4, block_size: int = 32) -> None:
+def share_embedding_nbits(model: onnx.ModelProto, bits: int = 4, block_size: int = 32,
+                          equalize: float = 0.5) -> None:
     """Store the embedding once, blockwise-quantized (vocab-major, packed along the state axis).
 
     The same bytes feed ONNX Runtime's GatherBlockQuantized (lookup) and, reshaped, MatMulNBits (logits):
     both read unsigned codes with an implicit zero point of 2^(bits-1).
+
+    A few state channels hold values ~10x the others and would set the scale of every block they sit in.
+    They are divided by s_c = (range_c / median range)^equalize before quantizing, and s is multiplied back in
+    — on the 384 inputs of the logits MatMul and on the looked-up rows — so the function is unchanged.
     """
     g = model.graph
     init, gather, matmul = _embedding_users(g)
     w = numpy_helper.to_array(init).T  # (vocab, state)
     vocab, state = w.shape
+    col_range = np.abs(w).max(axis=0)
+    channel_scale = np.maximum(col_range / np.median(col_range), 1.0) ** equalize
+    w = w / channel_scale
     if state % block_size:
         raise ValueError(f"embedding width {state} is not a multiple of block_size {block_size}")
     codes, scales = _blockwise(w, bits, block_size)  # (vocab, state) uint8 codes, (vocab, blocks) scales
@@ -290,20 +313,25 @@ def share_embedding_nbits(model: onnx.ModelProto, bits: int = 4, block_size: int
         numpy_helper.from_array(packed, name), numpy_helper.from_array(scales, name + ".scale"),
         numpy_helper.from_array(np.array([vocab, blocks, block_size * bits // 8], np.int64), name + ".shape3"),
         numpy_helper.from_array(np.array([vocab * blocks], np.int64), name + ".shape1"),
+        numpy_helper.from_array(channel_scale.astype(np.float32), name + ".channel_scale"),
     ])
     ms = "com.microsoft"
     x, y = matmul.input[0], matmul.output[0]
     _replace(g, matmul, [
+        helper.make_node("Mul", [x, name + ".channel_scale"], ["logits/x_scaled"], name="logits/equalize"),
         helper.make_node("Reshape", [name, name + ".shape3"], ["logits/B"], name="logits/B_view"),
         helper.make_node("Reshape", [name + ".scale", name + ".shape1"], ["logits/scales"], name="logits/s_view"),
-        helper.make_node("MatMulNBits", [x, "logits/B", "logits/scales"], [y], name="logits/MatMulNBits",
-                         domain=ms, K=state, N=vocab, bits=bits, block_size=block_size, accuracy_level=4),
+        helper.make_node("MatMulNBits", ["logits/x_scaled", "logits/B", "logits/scales"], [y],
+                         name="logits/MatMulNBits", domain=ms, K=state, N=vocab, bits=bits, block_size=block_size,
+                         accuracy_level=4),
     ])
     ids, out = gather.input[1], gather.output[0]
     _replace(g, gather, [
         helper.make_node("GatherBlockQuantized", [name, ids, name + ".scale"], ["embed/rows"], name="embed/gather",
                          domain=ms, bits=bits, block_size=block_size, gather_axis=0, quantize_axis=1),
-        helper.make_node("Transpose", ["embed/rows"], [out], name="embed/transpose", perm=[1, 0]),
+        helper.make_node("Mul", ["embed/rows", name + ".channel_scale"], ["embed/rows_scaled"],
+                         name="embed/equalize"),
+        helper.make_node("Transpose", ["embed/rows_scaled"], [out], name="embed/transpose", perm=[1, 0]),
     ])
     _use_domain(model, ms)
 

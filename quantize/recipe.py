@@ -61,7 +61,7 @@ class DistillStep:
 class QuantizeInt8Step:
     """Dynamic int8: per-channel int8 weights, activations quantized on the fly."""
 
-    exclude: list[str] = field(default_factory=list)  # layer groups kept float (see `sensitivity`)
+    exclude: list[str] = field(default_factory=list)  # groups kept float, names or globs (see `sensitivity`)
     embedding: Literal["int8", "int4", "float"] = "int8"
 
 
@@ -70,8 +70,8 @@ class QuantizeStaticStep:
     """Static int8 (QDQ): activation ranges calibrated on the user's audio."""
 
     exclude: list[str] = field(default_factory=list)
+    dynamic: list[str] = field(default_factory=list)  # groups quantized dynamically instead (e.g. encoder FFNs)
     embedding: Literal["int8", "int4", "float"] = "int8"
-    method: Literal["minmax", "percentile", "entropy"] = "minmax"
     utterances: int = 16
 
 
@@ -80,9 +80,11 @@ class QuantizeInt4Step:
     """Weight-only blockwise 4-bit (ONNX Runtime MatMulNBits)."""
 
     block_size: int = 32
-    exclude: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)  # groups kept float
+    int8: list[str] = field(default_factory=list)  # groups given dynamic int8 instead of 4 bits
     embedding: Literal["int4", "int8", "float"] = "int4"
-    embedding_block_size: int = 64
+    embedding_block_size: int = 32
+    embedding_equalize: float = 1.0  # channel equalization strength for the 4-bit embedding (0: off)
     accuracy_level: int = 4  # 4: int8 compute inside MatMulNBits; 0: fp32 compute
 
 
@@ -91,7 +93,9 @@ class SensitivityStep:
     """Quantize one layer group at a time (dynamic int8), measure the damage on calibration audio."""
 
     utterances: int = 8
-    exclude_worst: int = 0  # later quantize steps keep this many of the worst groups float
+    mode: Literal["int8", "int4"] = "int8"  # quantize each group as dynamic int8 or as 4-bit blocks
+    block_size: int = 32  # for mode int4
+    exclude_worst: int = 0  # later quantize steps keep this many of the worst groups out (float, or int8 in int4)
 
 
 STEPS: dict[str, type] = {

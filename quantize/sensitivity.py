@@ -17,7 +17,7 @@ import numpy as np
 from edge_asr.engine import make_session
 from edge_asr.model_dir import DECODER, ENCODER
 from quantize.calibration import CalibrationSet
-from quantize.quantization import EMBEDDING, quantize_dynamic_int8, weight_groups
+from quantize.quantization import EMBEDDING, quantize_dynamic_int8, quantize_int4, weight_groups
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -42,8 +42,19 @@ class _Runner:
         return _log_softmax(self.decoder.run(["logits"], feed)[0][0])
 
 
+def quantize_only(model_dir: Path, group: str, groups: list[str], mode: str = "int8", block_size: int = 32) -> None:
+    """Quantize one group of an fp32 model directory in place, as recipe mode `mode` would."""
+    others = [g for g in groups if g != group]
+    if mode == "int8":
+        quantize_dynamic_int8(model_dir, exclude=others, embedding="int8" if group == EMBEDDING else "float")
+    else:
+        quantize_int4(model_dir, block_size=block_size, exclude=others,
+                      embedding="int4" if group == EMBEDDING else "float", embedding_block_size=block_size)
+
+
 def measure(model_dir: Path, calibration: CalibrationSet, tokens: dict[Path, list[int]],
-            groups: list[str] | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+            groups: list[str] | None = None, mode: str = "int8", block_size: int = 32,
+            progress: bool = True) -> dict[str, dict[str, float]]:
     """{group: {kl, top1_changed}} for every quantizable group of an fp32 model directory."""
     from tqdm import tqdm
 
@@ -59,8 +70,7 @@ def measure(model_dir: Path, calibration: CalibrationSet, tokens: dict[Path, lis
         for group in tqdm(groups, desc="sensitivity", unit="group", disable=not progress, leave=False):
             shutil.rmtree(trial, ignore_errors=True)
             shutil.copytree(model_dir, trial)
-            others = [g for g in groups if g != group]
-            quantize_dynamic_int8(trial, exclude=others, embedding="int8" if group == EMBEDDING else "float")
+            quantize_only(trial, group, groups, mode, block_size)
             run = _Runner(trial)
             kl, changed, count = 0.0, 0, 0
             for f in files:
