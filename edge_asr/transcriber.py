@@ -22,6 +22,8 @@ from edge_asr.tokenizer import Tokenizer
 from edge_asr.types import Segment, TranscriptionInfo
 
 TIME_PER_TIMESTAMP = 0.02
+# A window whose loudest sample is below -60 dBFS is silence: Whisper hallucinates on digital silence.
+SILENCE_PEAK = 1e-3
 INPUT_STRIDE = 2  # mel frames per audio-context position
 
 
@@ -113,7 +115,7 @@ class Transcriber:
         first: tuple[np.ndarray, np.ndarray] | None = None
         if self.card.multilingual and opts.language is None:
             first = self._encode_window(buffer, 0)
-            opts.language = self.detect_language(first[1])
+            opts.language = self.detect_language(first[1]) if first[1] is not None else "en"
         elif not self.card.multilingual:
             opts.language = "en"
         info = TranscriptionInfo(
@@ -131,9 +133,11 @@ class Transcriber:
 
     # --- the window loop ------------------------------------------------------------------------------------
 
-    def _encode_window(self, buffer: _AudioBuffer, seek: int) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_window(self, buffer: _AudioBuffer, seek: int) -> tuple[np.ndarray, np.ndarray | None]:
         buffer.fill((seek + N_FRAMES) * HOP)
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
+        if len(chunk) < HOP or np.abs(chunk).max() < SILENCE_PEAK:
+            return chunk, None  # nothing to encode
         mel = log_mel(chunk, self.card.dims.n_mels)
         return chunk, self.engine.encode(mel)
 
@@ -154,6 +158,10 @@ class Transcriber:
                 return
             time_offset = seek / FRAMES_PER_SECOND
             window_duration = segment_size / FRAMES_PER_SECOND
+            if cross_kv is None:  # silence
+                seek += segment_size
+                buffer.drop_before(seek * HOP)
+                continue
             result = self._decode_with_fallback(cross_kv, opts, all_tokens[prompt_reset_since:], window_duration)
             previous_seek = seek
             if self._is_silence(result, opts):
