@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _with_progress(segments, duration: float, name: str):
     """A progress bar (audio seconds done) on an interactive terminal for files longer than a minute."""
-    if not sys.stderr.isatty() or not duration == duration or duration < 60:  # NaN: stdin
+    if not sys.stderr.isatty() or math.isnan(duration) or duration < 60:  # NaN: stdin, length unknown
         yield from segments
         return
     from tqdm import tqdm
