@@ -16,8 +16,7 @@ SECTION = "listen"
 
 @dataclass
 class WakeWordPlan:
-    spec: WakeWordSpec
-    accept_threshold: float  # at or above: no second stage
+    spec: WakeWordSpec  # spec.accept_threshold: at or above, no second stage (None: no second stage)
     phrases: list[str]  # what the transcript of the wake word should contain
 
 
@@ -32,7 +31,7 @@ class ListenPlan:
 
 def plan_listen(section: ListenSection, source: str) -> ListenPlan:
     specs = build_wakewords(section, source)
-    wakewords = [WakeWordPlan(spec, cfg.accept_threshold, wake_phrases(cfg.model, cfg.phrases))
+    wakewords = [WakeWordPlan(spec, wake_phrases(cfg.model, cfg.phrases))
                  for spec, cfg in zip(specs, section.wakewords, strict=True)]
     return ListenPlan(section, wakewords, build_grammar(section, source))
 
@@ -97,7 +96,8 @@ def build_wakewords(section: ListenSection, source: str) -> list[WakeWordSpec]:
         _check_range(cfg.accept_threshold, 0.0, 1.01, f"{key}.accept_threshold", source)
         if cfg.patience < 1:
             raise ConfigError(f"{source}: '{key}.patience' must be 1 or more")
-        specs.append(WakeWordSpec(cfg.model, cfg.threshold, cfg.patience, cfg.refractory_s))
+        accept = cfg.accept_threshold if section.verifier != "none" else None
+        specs.append(WakeWordSpec(cfg.model, cfg.threshold, cfg.patience, cfg.refractory_s, accept))
     names = [wakeword_display_name(c.model) for c in section.wakewords]
     if len(names) != len(set(names)):
         raise ConfigError(f"{source}: '{SECTION}.wakewords' lists the same wake word twice")

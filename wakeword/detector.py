@@ -20,12 +20,17 @@ _WARMUP_FRAMES = 5  # like openWakeWord: the first scores come from the syntheti
 
 @dataclass
 class WakeWordSpec:
-    """How one wake word triggers. `threshold` is the first-stage (candidate) threshold."""
+    """How one wake word triggers."""
 
     model: str  # bundled name or path to an .onnx head
-    threshold: float = 0.5
+    threshold: float = 0.5  # a run of scores at or above this is a candidate
     patience: int = 1  # consecutive frames at or above threshold before a detection
     refractory_s: float = 2.0  # no second detection of the same word this soon after one
+    # None: report at the first frame that satisfies patience. Otherwise report as soon as the score
+    # reaches this, or when the run has peaked (score falls, or `peak_frames` later) with the run's peak:
+    # a two-stage listener then verifies only candidates that stayed below it.
+    accept_threshold: float | None = None
+    peak_frames: int = 3
 
     @property
     def name(self) -> str:
@@ -37,6 +42,42 @@ class Detection:
     wakeword: str
     score: float  # the highest score of the frames that made up the detection
     t: float  # stream time (s) at the end of the frame that completed the detection
+
+
+class Trigger:
+    """One word's scores -> detections: patience, waiting for the peak, refractory period.
+
+    Pure logic over (score, time), shared by the live detector and `wakeword eval`'s threshold sweeps.
+    """
+
+    def __init__(self, spec: WakeWordSpec) -> None:
+        self.spec = spec
+        self.streak = 0
+        self.last_fired = -1e9
+        self._peak: float | None = None  # an open candidate's best score so far
+        self._waited = 0
+
+    def update(self, score: float, t: float, blocked: bool = False) -> float | None:
+        """Feed one frame's score at stream time t (end of frame); the detection's score if one fires."""
+        spec = self.spec
+        self.streak = self.streak + 1 if score >= spec.threshold else 0
+        if self._peak is not None:
+            self._peak, self._waited = max(self._peak, score), self._waited + 1
+            if score >= spec.accept_threshold or score < spec.threshold or self._waited >= spec.peak_frames:
+                return self._fire(t)
+            return None
+        # One detection per run of high scores (they stay high for several frames after the word).
+        if self.streak != spec.patience or blocked or t - self.last_fired < spec.refractory_s:
+            return None
+        self._peak, self._waited = score, 0
+        if spec.accept_threshold is None or score >= spec.accept_threshold:
+            return self._fire(t)
+        return None
+
+    def _fire(self, t: float) -> float:
+        peak, self._peak = self._peak, None
+        self.last_fired = t
+        return peak
 
 
 class WakeWordHead:
@@ -91,9 +132,7 @@ class WakeWordDetector:
     def reset(self) -> None:
         self.embeddings.reset()
         self.frames_seen = 0
-        self._streak = {h.spec.name: 0 for h in self.heads}
-        self._streak_max = {h.spec.name: 0.0 for h in self.heads}
-        self._last_detection_t = {h.spec.name: -1e9 for h in self.heads}
+        self.triggers = {h.spec.name: Trigger(h.spec) for h in self.heads}
         self._quiet_until = 0.0
 
     @property
@@ -109,22 +148,13 @@ class WakeWordDetector:
         return {h.spec.name: h(self.embeddings) for h in self.heads}
 
     def process(self, frame: np.ndarray) -> list[Detection]:
-        detections = []
         scores = self.scores(frame)
-        for head in self.heads:
-            spec, score = head.spec, scores[head.spec.name]
-            if score < spec.threshold:
-                self._streak[spec.name] = 0
-                self._streak_max[spec.name] = 0.0
-                continue
-            self._streak[spec.name] += 1
-            self._streak_max[spec.name] = max(self._streak_max[spec.name], score)
-            if self._streak[spec.name] < spec.patience:
-                continue
-            if self.t - self._last_detection_t[spec.name] < spec.refractory_s or self.t < self._quiet_until:
-                continue
-            self._last_detection_t[spec.name] = self.t
-            detections.append(Detection(spec.name, round(self._streak_max[spec.name], 4), round(self.t, 3)))
+        quiet = self.t < self._quiet_until
+        detections = []
+        for name, score in scores.items():
+            fired = self.triggers[name].update(score, self.t, blocked=quiet)
+            if fired is not None:
+                detections.append(Detection(name, round(fired, 4), round(self.t, 3)))
         return detections
 
     def suppress(self, seconds: float) -> None:

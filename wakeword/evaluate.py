@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_asr.errors import AudioError
 from edge_asr.stream import load_file_audio
-from wakeword.detector import FRAME_SAMPLES, SAMPLE_RATE, WakeWordDetector, WakeWordSpec
+from wakeword.detector import FRAME_SAMPLES, SAMPLE_RATE, Trigger, WakeWordDetector, WakeWordSpec
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 PAD_S = 1.0
@@ -67,17 +67,11 @@ def speech_end_s(audio: np.ndarray, vad=None, threshold: float = 0.5) -> float |
     return last
 
 
-def detection_frames(scores: np.ndarray, threshold: float, patience: int = 1,
-                     refractory_s: float = 2.0) -> list[int]:
-    """Frames where the detector would fire (the same rule as WakeWordDetector.process)."""
-    frames, streak, last = [], 0, -1e9
-    for i, score in enumerate(scores):
-        streak = streak + 1 if score >= threshold else 0
-        t = (i + 1) * FRAME_S
-        if streak >= patience and t - last >= refractory_s:
-            frames.append(i)
-            last = t
-    return frames
+def detections(scores: np.ndarray, spec: WakeWordSpec) -> list[tuple[int, float]]:
+    """(frame, score) where the live detector would fire on this score trace (the same Trigger rules)."""
+    trigger = Trigger(spec)
+    fired = ((i, trigger.update(float(s), (i + 1) * FRAME_S)) for i, s in enumerate(scores))
+    return [(i, score) for i, score in fired if score is not None]
 
 
 @dataclass
@@ -108,19 +102,21 @@ Verify = Callable[[np.ndarray], bool]
 
 
 class Evaluation:
-    """Score traces for positive and negative clips, then results per threshold."""
+    """Score traces for positive and negative clips, then results per threshold.
 
-    def __init__(self, wakeword: str, positives: list[ClipTrace], negatives: list[ClipTrace], *,
-                 patience: int = 1, refractory_s: float = 2.0, verify: Verify | None = None,
-                 accept_threshold: float = 1.01, pre_roll_s: float = 2.0) -> None:
-        self.wakeword = wakeword
+    With `verify`, candidates whose peak stays below `spec.accept_threshold` go to the second stage, which
+    hears the `pre_roll_s` of audio before the detection (as the listener does).
+    """
+
+    def __init__(self, spec: WakeWordSpec, positives: list[ClipTrace], negatives: list[ClipTrace], *,
+                 verify: Verify | None = None, pre_roll_s: float = 2.0) -> None:
+        self.spec = spec if verify is not None else replace(spec, accept_threshold=None)
         self.positives, self.negatives = positives, negatives
-        self.patience, self.refractory_s = patience, refractory_s
-        self.verify, self.accept_threshold, self.pre_roll_s = verify, accept_threshold, pre_roll_s
+        self.verify, self.pre_roll_s = verify, pre_roll_s
         self._verified: dict[tuple[int, int], bool] = {}
 
-    def _accepted(self, clip_key: int, trace: ClipTrace, frame: int) -> bool:
-        if self.verify is None or trace.scores[frame] >= self.accept_threshold:
+    def _accepted(self, clip_key: int, trace: ClipTrace, frame: int, score: float) -> bool:
+        if self.verify is None or score >= self.spec.accept_threshold:
             return True
         key = (clip_key, frame)
         if key not in self._verified:
@@ -130,12 +126,13 @@ class Evaluation:
         return self._verified[key]
 
     def at(self, threshold: float) -> ThresholdResult:
+        spec = replace(self.spec, threshold=threshold)
         detected, latencies, missed, rejections = 0, [], [], 0
         for n, trace in enumerate(self.positives):
             hits = []
-            for f in detection_frames(trace.scores, threshold, self.patience, self.refractory_s):
-                if self._accepted(n, trace, f):
-                    hits.append(f)
+            for frame, score in detections(trace.scores, spec):
+                if self._accepted(n, trace, frame, score):
+                    hits.append(frame)
                 else:
                     rejections += 1
             if hits:
@@ -146,8 +143,8 @@ class Evaluation:
                 missed.append(trace.path)
         false_accepts, fa_clips = 0, []
         for n, trace in enumerate(self.negatives, start=len(self.positives)):
-            for f in detection_frames(trace.scores, threshold, self.patience, self.refractory_s):
-                if self._accepted(n, trace, f):
+            for frame, score in detections(trace.scores, spec):
+                if self._accepted(n, trace, frame, score):
                     false_accepts += 1
                     fa_clips.append(trace.path)
                 else:

@@ -35,17 +35,18 @@ class WakeWord:
 
 
 class Listener:
-    """`verifiers` overrides the second stage per wake word (e.g. a cloud check); by default it is the local
-    transcriber when the config says `verifier: local`."""
+    """`verifiers` replaces the second stage per wake word (e.g. a cloud check); by default it is the local
+    transcriber. With `verifier: none` in the config there is no second stage."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
                  verifiers: dict[str, Verifier] | None = None, threads: int = 1) -> None:
         section = plan.section
         self.wakewords: dict[str, WakeWord] = {}
         for wake in plan.wakewords:
-            verifier = (verifiers or {}).get(wake.spec.name)
-            if verifier is None and section.verifier == "local":
-                verifier = TranscriptVerifier(transcribe, wake.phrases)
+            verifier = None
+            if section.verifier != "none":
+                verifier = ((verifiers or {}).get(wake.spec.name)
+                            or TranscriptVerifier(transcribe, wake.phrases))
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
         self.transcribe = transcribe
         self.grammar = plan.grammar if plan.grammar.commands else None
@@ -90,7 +91,8 @@ class Listener:
     def _second_stage(self, detection: Detection) -> dict:
         wake = self.wakewords[detection.wakeword]
         event = {"event": "wake", "wakeword": detection.wakeword, "score": detection.score, "t": detection.t}
-        if wake.verifier is None or detection.score >= wake.plan.accept_threshold:
+        accept = wake.plan.spec.accept_threshold
+        if wake.verifier is None or accept is None or detection.score >= accept:
             return event
         if wake.verifier.verify(self.ring.last()):
             return event

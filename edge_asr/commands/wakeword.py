@@ -47,8 +47,9 @@ def _thresholds(text: str) -> list[float]:
 def run_eval(args: argparse.Namespace) -> int:
     from edge_asr.errors import AudioError
     from wakeword.commands import wake_phrases
+    from wakeword.detector import WakeWordSpec
     from wakeword.evaluate import Evaluation, collect_audio_files, score_files
-    from wakeword.models import wakeword_display_name, wakeword_model_path
+    from wakeword.models import wakeword_model_path
 
     thresholds = _thresholds(args.thresholds)
     wakeword_model_path(args.wakeword)  # fail fast on an unknown name
@@ -62,19 +63,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
         transcribe = local_transcriber(Transcriber(model=args.model, threads=args.threads))
         verify = TranscriptVerifier(transcribe, wake_phrases(args.wakeword, args.phrase or [])).verify
-    evaluation = Evaluation(
-        wakeword_display_name(args.wakeword),
-        score_files(positives, args.wakeword, with_word_end=True, progress="positives"),
-        score_files(negatives, args.wakeword, progress="negatives"),
-        patience=args.patience, refractory_s=args.refractory, verify=verify,
-        accept_threshold=args.accept_threshold if args.verify else 1.01)
+    spec = WakeWordSpec(args.wakeword, patience=args.patience, refractory_s=args.refractory,
+                        accept_threshold=args.accept_threshold)
+    positive_traces = score_files(positives, args.wakeword, with_word_end=True, progress="positives")
+    negative_traces = score_files(negatives, args.wakeword, progress="negatives")
+    evaluation = Evaluation(spec, positive_traces, negative_traces, verify=verify)
     results = [evaluation.at(t) for t in thresholds]
     if args.format == "json":
-        print(json.dumps({"wakeword": evaluation.wakeword, "verify": args.verify,
+        print(json.dumps({"wakeword": spec.name, "verify": args.verify,
                           "results": [r.to_dict() for r in results]}, indent=2))
         return 0
     hours = results[0].negative_hours
-    print(f"{evaluation.wakeword}: {len(positives)} positive clips, {len(negatives)} negative clips "
+    print(f"{spec.name}: {len(positives)} positive clips, {len(negatives)} negative clips "
           f"({hours * 60:.1f} min){', second stage on' if args.verify else ''}")
     header = ("threshold", "recall", "missed", "FA", "FA/hour", "latency p50", "p90")
     print("{:>9} {:>7} {:>6} {:>4} {:>8} {:>11} {:>6}".format(*header))
