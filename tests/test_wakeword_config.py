@@ -40,9 +40,10 @@ def test_good_config_builds_a_plan():
      "listen.commands[0].action.runn"),
     ("listen:\n  wakewords:\n    - model: alexa\n      threshold: high\n", "listen.wakewords[0].threshold"),
     ("listen:\n  wakewords:\n    - model: ok_google\n", "listen.wakewords[0].model"),
-    ("listen:\n  commands:\n    - name: x\n      phrases: ['turn {state:on} it']\n", "listen.commands[0].phrases[0]"),
-    ("listen:\n  commands:\n    - name: x\n      phrases: ['turn on {room}']\n      action: {run: [ls, '{rom}']}\n",
-     "listen.commands[0].action.run"),
+    ("listen:\n  commands:\n    - name: x\n      phrases: ['turn {state:on} it']\n",
+     "listen.commands[0].phrases[0]"),
+    ("listen:\n  commands:\n    - name: x\n      phrases: ['turn on {room}']\n"
+     "      action: {run: [ls, '{rom}']}\n", "listen.commands[0].action.run"),
     ("listen:\n  commands:\n    - phrases: [hi]\n", "listen.commands[0].name"),
     ("listen:\n  capture: {max_command_s: -1}\n", "listen.capture.max_command_s"),
     ("listen:\n  verifier: cloudy\n", "listen.verifier"),
