@@ -57,7 +57,7 @@ class Trigger:
         self._peak: float | None = None  # an open candidate's best score so far
         self._waited = 0
 
-    def update(self, score: float, t: float, blocked: bool = False) -> float | None:
+    def update(self, score: float, t: float) -> float | None:
         """Feed one frame's score at stream time t (end of frame); the detection's score if one fires."""
         spec = self.spec
         self.streak = self.streak + 1 if score >= spec.threshold else 0
@@ -67,7 +67,7 @@ class Trigger:
                 return self._fire(t)
             return None
         # One detection per run of high scores (they stay high for several frames after the word).
-        if self.streak != spec.patience or blocked or t - self.last_fired < spec.refractory_s:
+        if self.streak != spec.patience or t - self.last_fired < spec.refractory_s:
             return None
         self._peak, self._waited = score, 0
         if spec.accept_threshold is None or score >= spec.accept_threshold:
@@ -133,7 +133,6 @@ class WakeWordDetector:
         self.embeddings.reset()
         self.frames_seen = 0
         self.triggers = {h.spec.name: Trigger(h.spec) for h in self.heads}
-        self._quiet_until = 0.0
 
     @property
     def t(self) -> float:
@@ -149,14 +148,9 @@ class WakeWordDetector:
 
     def process(self, frame: np.ndarray) -> list[Detection]:
         scores = self.scores(frame)
-        quiet = self.t < self._quiet_until
         detections = []
         for name, score in scores.items():
-            fired = self.triggers[name].update(score, self.t, blocked=quiet)
+            fired = self.triggers[name].update(score, self.t)
             if fired is not None:
                 detections.append(Detection(name, round(fired, 4), round(self.t, 3)))
         return detections
-
-    def suppress(self, seconds: float) -> None:
-        """No detections of any word for `seconds` from now (the listener's own refractory period)."""
-        self._quiet_until = max(self._quiet_until, self.t + seconds)
