@@ -39,7 +39,8 @@ class Listener:
     transcriber. With `verifier: none` in the config there is no second stage."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
-                 verifiers: dict[str, Verifier] | None = None, threads: int = 1) -> None:
+                 verifiers: dict[str, Verifier] | None = None, threads: int = 1,
+                 transcribe_ahead: bool = True) -> None:
         section = plan.section
         self.wakewords: dict[str, WakeWord] = {}
         for wake in plan.wakewords:
@@ -55,7 +56,8 @@ class Listener:
         capture = section.capture
         self.ring = RingBuffer(capture.pre_roll_s)
         self.recorder = CommandRecorder(capture)
-        self.ahead = TranscribeAhead(transcribe)
+        # Off: transcribe only after the endpoint (less CPU when speakers pause mid-command, more latency).
+        self.ahead = TranscribeAhead(transcribe) if transcribe_ahead else None
         self.t = 0.0
         self._wake: WakeWord | None = None
 
@@ -75,7 +77,7 @@ class Listener:
                 yield from self._handle(captured)
                 return
             pause = self.recorder.pause_started_at()
-            if pause is not None:
+            if pause is not None and self.ahead is not None:
                 self.ahead.start(pause, self.recorder.audio())
             return
         for detection in sorted(detections, key=lambda d: -d.score):
@@ -110,7 +112,10 @@ class Listener:
             yield {"event": "no_match", "text": "", "reason": "no speech after the wake word",
                    "t": captured.t}
             return
-        heard = self.ahead.result(captured.speech_end_t, captured.audio)
+        if self.ahead is not None:
+            heard = self.ahead.result(captured.speech_end_t, captured.audio)
+        else:
+            heard = self.transcribe(captured.audio)
         text = strip_wake_phrase(heard.text, self._wake.plan.phrases if self._wake else [])
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
