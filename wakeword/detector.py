@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wakeword.features import FRAME_SAMPLES, SpeechEmbeddingStream, onnx_session
+from edge_asr.engine import make_session
+from wakeword.features import FRAME_SAMPLES, SpeechEmbeddingStream
 from wakeword.models import wakeword_display_name, wakeword_model_path
 
 SAMPLE_RATE = 16000
@@ -85,7 +86,7 @@ class WakeWordHead:
 
     def __init__(self, spec: WakeWordSpec, threads: int = 1) -> None:
         self.spec = spec
-        self._session = onnx_session(wakeword_model_path(spec.model), threads)
+        self._session = make_session(wakeword_model_path(spec.model), threads)
         self._input = self._session.get_inputs()[0]
         self.n_features = int(self._input.shape[1])
 

@@ -42,15 +42,16 @@ def run(args: argparse.Namespace) -> int:
         section.wakewords = [WakeWordConfig(model=name) for name in args.wakeword]
     plan = plan_listen(section, args.config or "command line")  # config errors surface before models load
 
-    from edge_asr import Transcriber
-    from wakeword.listener import Listener
-    from wakeword.verify import local_transcriber
-
-    threads = args.threads or config.transcribe.threads or 2
-    transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
-    listener = Listener(plan, local_transcriber(transcriber, section.language), verbose=args.verbose)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
+    # Audio problems (no file, no microphone) also surface before the transcriber loads.
     with open_stream(args.input or MICROPHONE, realtime=args.realtime, device=device) as stream:
+        from edge_asr import Transcriber
+        from wakeword.listener import Listener
+        from wakeword.verify import local_transcriber
+
+        threads = args.threads or config.transcribe.threads or 2
+        transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
+        listener = Listener(plan, local_transcriber(transcriber, section.language), verbose=args.verbose)
         for event in listener.run(stream):
             print(json.dumps(event, ensure_ascii=False), flush=True)
     return 0
