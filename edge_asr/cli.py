@@ -15,6 +15,7 @@ from edge_asr.errors import EdgeAsrError
 VERBS: dict[str, tuple[str, str]] = {
     "transcribe": ("edge_asr.commands.transcribe", "transcribe audio files"),
     "models": ("edge_asr.commands.models", "build and list model directories"),
+    "serve": ("edge_asr.commands.serve", "serve the transcription API (the escalation cloud)"),
 }
 
 
