@@ -159,7 +159,11 @@ class CloudClient:
         t0 = time.perf_counter()
         body = self.request(audio, response_format="verbose_json", language=language, temperature=temperature,
                             timestamp_granularities=("segment", "word") if word_timestamps else ("segment",))
-        result = parse_verbose_json(body)
+        try:
+            result = parse_verbose_json(body)
+        except CloudError:
+            self.breaker.record_failure()  # a server that answers nonsense is as good as down
+            raise
         result.latency_s = time.perf_counter() - t0
         return result
 
@@ -175,15 +179,20 @@ class CloudClient:
         """One API call under the deadline: parsed JSON for json/verbose_json, the text body otherwise."""
         if response_format not in RESPONSE_FORMATS:
             raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}")
-        files = {"file": ("audio.flac", encode_flac(audio), "audio/flac")}
-        if not self.breaker.allow():
+        if not self.breaker.allow():  # first, so an open breaker costs microseconds, not an encode
             raise CloudError("breaker_open", "an earlier request failed; waiting before trying again")
-        data: list[tuple[str, str]] = [("model", self.model), ("response_format", response_format)]
+        try:
+            files = {"file": ("audio.flac", encode_flac(audio), "audio/flac")}
+        except Exception:
+            self.breaker.release_trial()
+            raise
+        data: dict[str, str | list[str]] = {"model": self.model, "response_format": response_format}
         if language:
-            data.append(("language", language))
+            data["language"] = language
         if temperature is not None:
-            data.append(("temperature", str(temperature)))
-        data += [("timestamp_granularities[]", g) for g in timestamp_granularities]
+            data["temperature"] = str(temperature)
+        if timestamp_granularities:
+            data["timestamp_granularities[]"] = list(timestamp_granularities)
         try:
             response = self._post_with_retries(data, files)
             body = response.json() if response_format.endswith("json") else response.text

@@ -115,9 +115,11 @@ class EscalationPolicy:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, section: EscalationSection, **kwargs) -> EscalationPolicy | None:
+    def from_config(
+        cls, section: EscalationSection, source: str = "config", **kwargs
+    ) -> EscalationPolicy | None:
         """The policy a config asks for, or None when no endpoint is configured (escalation off)."""
-        section.validate()
+        section.validate(source)
         if not section.endpoint:
             return None
         from edge_asr.cloud import CircuitBreaker, CloudClient

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from edge_asr import formats
 from edge_asr.errors import EdgeAsrError
 
 log = logging.getLogger(__name__)
@@ -240,14 +241,10 @@ def _transcribe(transcriber, audio, options: dict, settings: ServerSettings):
 
 
 def _render(response_format: str, segments: list, info, words: bool) -> Response:
-    text = "".join(s.text for s in segments).strip()
+    text = formats.to_text(segments)
     if response_format == "json":
         return JSONResponse({"text": text})
-    if response_format == "text":
-        return PlainTextResponse(text + "\n")
-    if response_format in ("srt", "vtt"):
-        from edge_asr import formats
-
+    if response_format in ("text", "srt", "vtt"):
         return PlainTextResponse(formats.render(response_format, segments, info))
     body: dict[str, Any] = {
         "task": "transcribe",
@@ -255,14 +252,16 @@ def _render(response_format: str, segments: list, info, words: bool) -> Response
         "duration": round(float(info.duration), 3),
         "text": text,
         "segments": [
-            {"id": s.id, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
-             "tokens": list(s.tokens), "temperature": s.temperature, "avg_logprob": s.avg_logprob,
-             "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob}
+            {"id": int(s.id), "seek": int(s.seek), "start": round(float(s.start), 3),
+             "end": round(float(s.end), 3), "text": s.text, "tokens": [int(t) for t in s.tokens],
+             "temperature": float(s.temperature), "avg_logprob": float(s.avg_logprob),
+             "compression_ratio": float(s.compression_ratio), "no_speech_prob": float(s.no_speech_prob)}
             for s in segments
         ],
     }
     if words:
         # `probability` is our addition to OpenAI's word objects: the device uses it for cloud confidence.
-        body["words"] = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
-                          "probability": round(w.probability, 4)} for s in segments for w in (s.words or [])]
+        body["words"] = [{"word": w.word, "start": round(float(w.start), 3), "end": round(float(w.end), 3),
+                          "probability": round(float(w.probability), 4)}
+                         for s in segments for w in (s.words or [])]
     return JSONResponse(body)

@@ -40,7 +40,7 @@ def _report_writes(event, args):
 sys.addaudithook(_report_writes)
 """
 
-# A stand-in transcriber for plumbing tests only (auth, limits, queueing): the transcript tests use the real one.
+# A stand-in transcriber for plumbing tests only (auth, limits, queueing); transcripts are tested for real.
 STANDIN = r"""
 import sys, time, uvicorn
 from edge_asr.server import ServerSettings, create_app
@@ -99,6 +99,21 @@ class Server:
                 self.kill()
         self.log = self.stderr_path.read_text(errors="replace")
         return self.log
+
+    def audio_left_in_tmpdir(self) -> list[Path]:
+        """Files left in the server's TMPDIR that hold audio (or could: anything over 4 KB).
+
+        ONNX Runtime leaves a 51-byte session-id file (.ses) there; that is not audio."""
+        left = []
+        for path in self.tmpdir.rglob("*"):
+            if path.is_file():
+                try:
+                    sf.info(path)
+                    left.append(path)
+                except Exception:
+                    if path.stat().st_size > 4096:
+                        left.append(path)
+        return left
 
     def write_opens(self) -> list[str]:
         text = self.log or self.stderr_path.read_text(errors="replace")

@@ -13,7 +13,6 @@ import sys
 import httpx
 import numpy as np
 import pytest
-
 from escalation_helpers import TOKEN, WRITE_HOOK, post, read_speech, start_standin, wav_bytes
 
 UTT = "ljspeech_LJ001-0001"
@@ -108,7 +107,7 @@ def test_no_upload_touches_disk(tmp_path):
     finally:
         log = server.stop()
     assert not server.write_opens(), log
-    assert list(server.tmpdir.iterdir()) == []
+    assert server.audio_left_in_tmpdir() == []
 
 
 def test_write_hook_sees_temp_files(tmp_path):

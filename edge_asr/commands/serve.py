@@ -19,8 +19,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                         "0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    parser.add_argument("--model", metavar="DIR", default=None,
-                        help="model directory (default: Whisper base, built once into the cache)")
+    parser.add_argument("--model", default="base",
+                        help="model directory or built-in name (default: base, the multilingual Whisper base "
+                             "from the bundled weights, built into the cache on first use)")
+    parser.add_argument("--cache-dir", help="model cache (default: $EDGE_ASR_CACHE or ~/.cache/edge-asr)")
     parser.add_argument("--beam-size", type=int, default=5, help="beam width (default 5)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per transcriber")
     parser.add_argument("--workers", type=int, default=1,
@@ -52,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeAsrError("--max-queue must be ≥ 0 and --max-upload-mb positive")
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    model_dir = args.model or default_model_dir()
-    transcribers = [_load_transcriber(model_dir, args.threads) for _ in range(args.workers)]
+    from edge_asr.transcriber import Transcriber
+
+    transcribers = [Transcriber(args.model, threads=args.threads, cache_dir=args.cache_dir)
+                    for _ in range(args.workers)]
     settings = ServerSettings(
-        model_name=os.path.basename(os.path.normpath(str(model_dir))), api_key=api_key,
+        model_name=transcribers[0].card.name, api_key=api_key,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_queue=args.max_queue,
         beam_size=args.beam_size,
     )
@@ -63,14 +67,3 @@ def run(args: argparse.Namespace) -> int:
     # No access log: request lines are noise at this rate and the audio itself is never logged anyway.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
-
-
-def default_model_dir():
-    raise EdgeAsrError("no default server model yet: pass --model DIR (build one with "
-                       "`edge-asr models build --from base`)")
-
-
-def _load_transcriber(model_dir, threads):
-    from edge_asr import Transcriber
-
-    return Transcriber(model=model_dir, threads=threads)
