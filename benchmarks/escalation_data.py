@@ -53,8 +53,12 @@ def read_manifest(manifest: Path = SPEECH_DEV / "manifest.tsv") -> list[dict]:
 
 
 def speech_clips(snrs: list[float | None], limit: int | None = None) -> list[Clip]:
-    """Every speech-dev utterance at every SNR (None = clean), noise colour chosen per utterance."""
-    rows = read_manifest()[:limit]
+    """Speech-dev utterances at every SNR (None = clean), noise colour chosen per utterance.
+
+    Utterances come in a fixed shuffled order, so `limit` takes a random sample across subsets rather than
+    the manifest's first rows (which are all LibriSpeech)."""
+    rows = read_manifest()
+    rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))][:limit]
     clips = []
     for row in rows:
         speech, rate = sf.read(SPEECH_DEV / row["wav"], dtype="float32")

@@ -136,10 +136,10 @@ class EscalationPolicy:
                    burst_s=section.burst_s, language=section.language, **kwargs)
 
     def route(
-        self, segments: Iterable[Segment], audio: np.ndarray, language: str | None = None
+        self, segments: Iterable[Segment], audio: np.ndarray | StreamedAudio, language: str | None = None
     ) -> Iterator[Segment]:
         """Yield `segments` (decoded from `audio`, float32 16 kHz) with unsure windows re-done remotely."""
-        duration = len(audio) / SAMPLE_RATE
+        duration = audio.duration if isinstance(audio, StreamedAudio) else len(audio) / SAMPLE_RATE
         next_id = 0
         for start, end, group in _windows(segments, duration):
             for seg in self._route_window(group, audio, start, end, language or None):
@@ -177,7 +177,10 @@ class EscalationPolicy:
     def _escalate(self, group, audio, start, end, language, decision: RoutingDecision) -> list[Segment]:
         from edge_asr.cloud import CloudError
 
-        clip = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
+        if isinstance(audio, StreamedAudio):
+            clip = audio.clip(start, end)
+        else:
+            clip = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
         want_words = any(s.words is not None for s in group)
         try:
             cloud = self.client.transcribe(clip, language=self.language or language,
@@ -271,11 +274,44 @@ class EscalatingTranscriber:
         self.policy = policy
 
     def transcribe(self, audio, **options):
-        from edge_asr.audio import load_audio
+        if isinstance(audio, (str, os.PathLike)) and str(audio) != "-":
+            segments, info = self.transcriber.transcribe(audio, **options)
+            clips = StreamedAudio(audio, info.duration)  # a second pass over the file, as windows need it
+        else:  # an array, or stdin, which can't be read twice
+            from edge_asr.audio import load_audio
 
-        samples = load_audio(audio)  # decoded once, used by the local model and for the cloud clips
-        segments, info = self.transcriber.transcribe(samples, **options)
-        return self.policy.route(segments, samples, language=options.get("language") or info.language), info
+            clips = load_audio(audio)
+            segments, info = self.transcriber.transcribe(clips, **options)
+        return self.policy.route(segments, clips, language=options.get("language") or info.language), info
+
+
+class StreamedAudio:
+    """Clips of an audio file for windows that come in time order, read block by block alongside the
+    local decoder: only audio from the latest clip's start onwards is kept, so memory stays flat."""
+
+    def __init__(self, source, duration: float):
+        from edge_asr.audio import stream_audio
+
+        self.duration = duration
+        self._blocks = stream_audio(source)
+        self._start = 0  # sample index of the first kept sample
+        self._kept: list = []
+
+    def clip(self, start_s: float, end_s: float):
+        import numpy as np
+
+        a, b = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
+        end = self._start + sum(len(x) for x in self._kept)
+        while end < b:
+            block = next(self._blocks, None)
+            if block is None:
+                break
+            self._kept.append(block)
+            end += len(block)
+            while self._kept and self._start + len(self._kept[0]) <= a:  # wholly before this clip: drop
+                self._start += len(self._kept.pop(0))
+        data = np.concatenate(self._kept) if self._kept else np.zeros(0, np.float32)
+        return data[max(a - self._start, 0): max(b - self._start, 0)]
 
 
 _NORMALIZE = re.compile(r"[^a-z0-9 ]+")

@@ -42,6 +42,7 @@ class ServerSettings:
     api_key: str | None  # None: no authentication (only for loopback tests and trusted networks)
     max_upload_bytes: int = 25 * 1024 * 1024  # OpenAI's limit
     max_queue: int = 4  # requests allowed to wait for a free transcriber; beyond that, 503
+    max_audio_s: float = 1800.0  # a few MB of low-bitrate Ogg can hold hours: bound the decoded size too
     beam_size: int = 5
 
 
@@ -139,7 +140,7 @@ def create_app(transcribers: Sequence[Any], settings: ServerSettings) -> FastAPI
         try:
             form = await _read_form(request, parser_cls, settings.max_upload_bytes)
             options = _parse_options(form)
-            audio = await run_in_threadpool(_decode_audio, form["file"])
+            audio = await run_in_threadpool(_decode_audio, form["file"], settings.max_audio_s)
             transcriber = await p.free.get()
             t0 = time.perf_counter()
             try:
@@ -211,14 +212,20 @@ def _parse_options(form: dict[str, Any]) -> dict[str, Any]:
             "words": "word" in granularities and response_format == "verbose_json"}
 
 
-def _decode_audio(upload: UploadFile):
-    from edge_asr.audio import load_audio
+def _decode_audio(upload: UploadFile, max_audio_s: float):
+    from edge_asr.audio import audio_info, load_audio
 
     upload.file.seek(0)
     buffer = io.BytesIO(upload.file.read())  # the spooled upload is already in memory; decode from there
+    upload.file.close()
     buffer.name = upload.filename or "upload"
     try:
+        _, duration = audio_info(buffer)
+        if duration > max_audio_s:
+            raise _ApiError(413, f"audio is {duration:.0f} s long; the limit is {max_audio_s:.0f} s", "file")
         audio = load_audio(buffer)
+    except _ApiError:
+        raise
     except EdgeAsrError as e:
         raise _ApiError(400, f"bad audio: {e}", "file") from None
     except Exception as e:  # a decoder failing mid-file on a hostile upload is still the upload's fault

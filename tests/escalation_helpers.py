@@ -55,9 +55,9 @@ class StandIn:
                       temperature=0.0, avg_logprob=-0.1, compression_ratio=1.0, no_speech_prob=0.01)
         return iter([seg]), TranscriptionInfo(language="en", duration=len(audio) / 16000, model="stand-in")
 
-port, delay, workers, queue, limit, token = sys.argv[1:7]
+port, delay, workers, queue, limit, token, max_audio_s = sys.argv[1:8]
 settings = ServerSettings(model_name="stand-in", api_key=token or None, max_upload_bytes=int(limit),
-                          max_queue=int(queue))
+                          max_queue=int(queue), max_audio_s=float(max_audio_s))
 app = create_app([StandIn(float(delay)) for _ in range(int(workers))], settings)
 uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False)
 """
@@ -152,8 +152,9 @@ def start_server(args: list[str], tmp_path: Path, env: dict | None = None, code:
 
 
 def start_standin(tmp_path: Path, delay: float = 0.0, workers: int = 1, queue: int = 4,
-                  limit: int = 1_000_000, token: str = TOKEN) -> Server:
-    return start_server([str(delay), str(workers), str(queue), str(limit), token], tmp_path, code=STANDIN)
+                  limit: int = 1_000_000, token: str = TOKEN, max_audio_s: float = 600.0) -> Server:
+    args = [str(delay), str(workers), str(queue), str(limit), token, str(max_audio_s)]
+    return start_server(args, tmp_path, code=STANDIN)
 
 
 def read_speech(utt_id: str) -> np.ndarray:

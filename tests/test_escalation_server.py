@@ -7,12 +7,14 @@ test_escalation_e2e.py.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import subprocess
 import sys
 
 import httpx
 import numpy as np
 import pytest
+import soundfile as sf
 from escalation_helpers import TOKEN, WRITE_HOOK, post, read_speech, start_standin, wav_bytes
 
 UTT = "ljspeech_LJ001-0001"
@@ -55,6 +57,19 @@ def test_upload_over_the_limit_is_413(server):
     r = post(server, {"file": ("big.wav", big)})
     assert r.status_code == 413
     assert "limit" in r.json()["error"]["message"]
+
+
+def test_audio_over_the_duration_limit_is_413(tmp_path):
+    server = start_standin(tmp_path, max_audio_s=10)
+    try:
+        # 20 s of silence is tiny as FLAC, but decoded it is 20 s: the duration limit catches it.
+        flac = io.BytesIO()
+        sf.write(flac, np.zeros(16000 * 20, np.float32), 16000, format="FLAC")
+        r = post(server, {"file": ("long.flac", flac.getvalue())})
+        assert r.status_code == 413
+        assert "20 s long" in r.json()["error"]["message"]
+    finally:
+        server.stop()
 
 
 def test_upload_over_the_limit_without_content_length_is_413(server):

@@ -30,6 +30,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=4,
                         help="requests that may wait for a free transcriber; more get 503 (default 4)")
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="upload size limit (default 25)")
+    parser.add_argument("--max-audio-s", type=float, default=1800.0,
+                        help="longest audio accepted, in seconds (default 1800)")
     parser.add_argument("--no-auth", action="store_true",
                         help=f"serve without a token even if ${API_KEY_ENV} is unset (trusted networks only)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -50,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("workers", "beam_size", "port"):
         if getattr(args, name) < 1:
             raise EdgeAsrError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_queue < 0 or args.max_upload_mb <= 0:
-        raise EdgeAsrError("--max-queue must be ≥ 0 and --max-upload-mb positive")
+    if args.max_queue < 0 or args.max_upload_mb <= 0 or args.max_audio_s <= 0:
+        raise EdgeAsrError("--max-queue must be ≥ 0, --max-upload-mb and --max-audio-s positive")
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from edge_asr.transcriber import Transcriber
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         model_name=transcribers[0].card.name, api_key=api_key,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_queue=args.max_queue,
-        beam_size=args.beam_size,
+        beam_size=args.beam_size, max_audio_s=args.max_audio_s,
     )
     app = create_app(transcribers, settings)
     # No access log: request lines are noise at this rate and the audio itself is never logged anyway.
