@@ -549,7 +549,9 @@ def main() -> int:
     ap.add_argument("--cloud-beam", type=int, default=5)
     ap.add_argument("--cloud-threads", type=int, default=2)
     ap.add_argument("--snrs", type=float, nargs="+", default=[0, 5, 10, 20])
-    ap.add_argument("--limit", type=int, default=None, help="only the first N speech-dev utterances")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="only N speech-dev utterances (a fixed random sample) and a proportional share of "
+                         "the non-speech clips")
     ap.add_argument("--nonspeech", type=int, default=60)
     ap.add_argument("--max-share", type=float, default=0.25)
     ap.add_argument("--burst-s", type=float, default=30.0)
@@ -564,7 +566,7 @@ def main() -> int:
     parts = set(args.parts.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
 
-    clips = data.speech_clips(args.snrs, args.limit) + data.nonspeech_clips(args.nonspeech)
+    clips = data.benchmark_clips(args.snrs, args.limit, args.nonspeech)
     local = data.run_local(clips, args.local_model, args.out / "local.jsonl")
     model = ConfidenceModel.load()
     results: dict = {

@@ -84,6 +84,21 @@ def mix_at_snr(speech: np.ndarray, utt_id: str, snr_db: float) -> np.ndarray:
     return (mixed / peak * 0.95 if peak > 0.95 else mixed).astype(np.float32)
 
 
+def benchmark_clips(
+    snrs: list[float | None], utterances: int | None = None, nonspeech: int = 60
+) -> list[Clip]:
+    """Speech clips (all SNRs of an utterance together) interleaved with non-speech clips, in a fixed order,
+    so that the first `utterances` utterances come with a proportional share of the non-speech clips. Long
+    runs are resumable and a run stopped early still leaves a uniform sample of both sets."""
+    total = len(read_manifest())
+    speech = speech_clips(snrs, utterances)
+    quiet = nonspeech_clips(nonspeech)
+    keyed = [(i // len(snrs), c) for i, c in enumerate(speech)]
+    keyed += [(i * total / max(nonspeech, 1), c) for i, c in enumerate(quiet)]
+    limit = total if utterances is None else utterances
+    return [c for k, c in sorted(keyed, key=lambda kc: kc[0]) if k < limit]
+
+
 _NOTES = ("C3", "E3", "G3", "A3", "C4", "D4", "E4", "G4", "A4", "C5")
 
 

@@ -110,7 +110,9 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="local model dir or built-in name (default: the default)")
     ap.add_argument("--snrs", type=float, nargs="+", default=[0, 5, 10, 20])
     ap.add_argument("--nonspeech", type=int, default=60, help="number of non-speech clips")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N speech-dev utterances")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="only N speech-dev utterances (a fixed random sample) and a proportional share of "
+                         "the non-speech clips")
     ap.add_argument("--label-max-wer", type=float, default=0.1)
     ap.add_argument("--l2", type=float, default=1.0)
     ap.add_argument("--threshold", type=float, default=0.5, help="default min_confidence to ship")
@@ -118,7 +120,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=data.REPO / "edge_asr" / "confidence.json")
     args = ap.parse_args()
 
-    clips = data.speech_clips([None, *args.snrs], args.limit) + data.nonspeech_clips(args.nonspeech)
+    clips = data.benchmark_clips([None, *args.snrs], args.limit, args.nonspeech)
     local = data.run_local(clips, args.model, args.cache)
     x, y, groups, skipped = build_table(clips, local, args.label_max_wer)
     print(f"{len(y)} utterances with text ({int(y.sum())} right), {skipped} with none; "

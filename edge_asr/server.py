@@ -89,6 +89,7 @@ def create_app(transcribers: Sequence[Any], settings: ServerSettings) -> FastAPI
     app = FastAPI(title="edge-asr", version="1", docs_url=None, redoc_url=None)
     pool: _Pool | None = None
     parser_cls = _in_memory_parser(settings.max_upload_bytes)
+    languages = _languages(transcribers[0])
 
     def get_pool() -> _Pool:
         nonlocal pool
@@ -140,6 +141,10 @@ def create_app(transcribers: Sequence[Any], settings: ServerSettings) -> FastAPI
         try:
             form = await _read_form(request, parser_cls, settings.max_upload_bytes)
             options = _parse_options(form)
+            if languages is not None and options["language"] not in (None, *languages):
+                known = ", ".join(sorted(languages)[:5]) + (", ..." if len(languages) > 5 else "")
+                raise _ApiError(400, f"language {options['language']!r} is not one this model knows "
+                                     f"(ISO-639-1 codes: {known})", "language")
             audio = await run_in_threadpool(_decode_audio, form["file"], settings.max_audio_s)
             transcriber = await p.free.get()
             t0 = time.perf_counter()
@@ -153,6 +158,14 @@ def create_app(transcribers: Sequence[Any], settings: ServerSettings) -> FastAPI
         return _render(options["response_format"], segments, info, options["words"])
 
     return app
+
+
+def _languages(transcriber) -> set[str] | None:
+    """Language codes the model can be asked for (English-only models: just "en"); None if unknown."""
+    card = getattr(transcriber, "card", None)
+    if card is None:
+        return None
+    return set(card.tokens.languages) or {"en"}
 
 
 async def _read_form(request: Request, parser_cls: type[MultiPartParser], limit: int) -> dict[str, Any]:

@@ -14,7 +14,17 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from escalation_helpers import DATA, REPO, TOKEN, WRITE_HOOK, free_port, read_speech, start_server
+from escalation_helpers import (
+    DATA,
+    REPO,
+    TOKEN,
+    WRITE_HOOK,
+    free_port,
+    post,
+    read_speech,
+    start_server,
+    wav_bytes,
+)
 
 from edge_asr.cloud import CloudClient
 from edge_asr.escalation import EscalationPolicy, cloud_confirms_wake
@@ -126,6 +136,16 @@ def test_cloud_verifies_wake_words(cloud):
     dead = CloudClient(f"http://127.0.0.1:{free_port()}/v1/audio/transcriptions", TOKEN, timeout_s=1)
     assert not cloud_confirms_wake(alexa, "Alexa", dead)
     assert cloud_confirms_wake(alexa, "Alexa", dead, on_failure=True)
+
+
+def test_real_server_checks_language_and_audio(cloud):
+    wav = wav_bytes(read_speech(SHORT))
+    r = post(cloud, {"file": ("a.wav", wav)}, {"language": "fr"})  # tiny.en knows only English
+    assert r.status_code == 400 and r.json()["error"]["param"] == "language"
+    r = post(cloud, {"file": ("a.wav", b"RIFF0000WAVEjunk" * 50)})
+    assert r.status_code == 400 and "bad audio" in r.json()["error"]["message"]
+    srt = post(cloud, {"file": ("a.wav", wav)}, {"response_format": "srt"})
+    assert srt.status_code == 200 and srt.text.startswith("1\n00:00:0") and "printing" in srt.text.lower()
 
 
 def test_server_side_never_wrote_audio(cloud):
