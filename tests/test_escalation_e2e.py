@@ -28,8 +28,6 @@ from escalation_helpers import (
 
 from edge_asr.cloud import CloudClient
 from edge_asr.escalation import EscalationPolicy, cloud_confirms_wake
-from edge_asr.models import resolve_model
-from edge_asr.transcriber import Transcriber
 
 SHORT = "ljspeech_LJ001-0001"
 # Three utterances back to back (30.5 s): two decoding windows, so two separate escalations.
@@ -37,18 +35,13 @@ LONG = ["ls-test-other_1688-142285-0000", "ls-test-other_1688-142285-0001", "ls-
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return resolve_model(None)  # the default model (tiny.en), built into the cache on first use
+def local(transcriber):
+    return transcriber  # conftest's: the default model (tiny.en)
 
 
 @pytest.fixture(scope="module")
-def local(tiny):
-    return Transcriber(tiny, threads=1)
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory, tiny):
-    server = start_server(["--model", str(tiny), "--beam-size", "1", "--threads", "1"],
+def cloud(tmp_path_factory, model_dir):
+    server = start_server(["--model", str(model_dir), "--beam-size", "1", "--threads", "1"],
                           tmp_path_factory.mktemp("cloud"), env={"EDGE_ASR_API_KEY": TOKEN})
     yield server
     server.stop()
@@ -155,8 +148,8 @@ def test_server_side_never_wrote_audio(cloud):
     assert cloud.audio_left_in_tmpdir() == []
 
 
-def test_server_killed_mid_request_leaves_the_local_transcript(long_case, tiny, tmp_path):
-    server = start_server(["--model", str(tiny), "--beam-size", "1", "--threads", "1"], tmp_path,
+def test_server_killed_mid_request_leaves_the_local_transcript(long_case, model_dir, tmp_path):
+    server = start_server(["--model", str(model_dir), "--beam-size", "1", "--threads", "1"], tmp_path,
                           env={"EDGE_ASR_API_KEY": TOKEN})
     killed = threading.Event()
 
