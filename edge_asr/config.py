@@ -16,6 +16,7 @@ import yaml
 
 from edge_asr.errors import ConfigError
 from wakeword.config import ListenSection
+from edge_asr.escalation import EscalationSection
 
 T = TypeVar("T")
 
@@ -32,6 +33,7 @@ class TranscribeSection:
 class Config:
     transcribe: TranscribeSection = dataclasses.field(default_factory=TranscribeSection)
     listen: ListenSection = dataclasses.field(default_factory=ListenSection)
+    escalation: EscalationSection = dataclasses.field(default_factory=EscalationSection)
     # Sections owned by other features are added here as they land (escalation, listen, dictate).
 
 

@@ -33,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     transcriber = Transcriber(args.model or section.model, threads=args.threads or section.threads,
                               cache_dir=args.cache_dir)
+    from edge_asr.escalation import EscalatingTranscriber, EscalationPolicy
+
+    policy = EscalationPolicy.from_config(config.escalation, str(args.config))
+    if policy is not None:  # unsure windows go to the configured cloud (README: Escalation)
+        transcriber = EscalatingTranscriber(transcriber, policy)
     options = {
         "beam_size": args.beam_size or section.beam_size,
         "word_timestamps": section.word_timestamps and not args.no_word_timestamps,
