@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import yaml
 
 from edge_asr.errors import ConfigError
-from wakeword.config import ListenSection
 from edge_asr.escalation import EscalationSection
+from wakeword.config import ListenSection
 
 T = TypeVar("T")
 
