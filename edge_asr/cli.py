@@ -15,6 +15,7 @@ from edge_asr.errors import EdgeAsrError
 VERBS: dict[str, tuple[str, str]] = {
     "transcribe": ("edge_asr.commands.transcribe", "transcribe audio files"),
     "models": ("edge_asr.commands.models", "build and list model directories"),
+    "bench": ("edge_asr.commands.bench", "accuracy, speed, memory and size of models beside their peers"),
 }
 
 
