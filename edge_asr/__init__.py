@@ -1,9 +1,10 @@
 """edge-asr: offline speech recognition on ONNX Runtime (the device side never imports torch)."""
 
+from edge_asr._version import __version__
 from edge_asr.errors import AudioError, ConfigError, EdgeAsrError, ModelError
 from edge_asr.types import Segment, TranscriptionInfo, Word
 
-__all__ = ["Transcriber", "Segment", "TranscriptionInfo", "Word", "EdgeAsrError", "AudioError",
+__all__ = ["__version__", "Transcriber", "Segment", "TranscriptionInfo", "Word", "EdgeAsrError", "AudioError",
            "ConfigError", "ModelError"]
 
 

@@ -1,0 +1,68 @@
+"""ONNX Runtime sessions for a model directory: the encoder and the KV-cached decoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edge_asr.model_dir import DECODER, ENCODER, ModelCard
+
+
+def physical_cores() -> int:
+    """Physical cores (hyperthreads slow ONNX Runtime's matmuls down); falls back to logical count."""
+    try:
+        cores = set()
+        with open("/proc/cpuinfo") as f:
+            phys = core = None
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":")[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":")[1].strip()
+                    cores.add((phys, core))
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def make_session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class WhisperEngine:
+    def __init__(self, model_dir: str | Path, card: ModelCard, threads: int | None = None):
+        self.card = card
+        self.threads = threads or physical_cores()
+        self.encoder = make_session(Path(model_dir) / ENCODER, self.threads)
+        self.decoder = make_session(Path(model_dir) / DECODER, self.threads)
+        dims = card.dims
+        self.n_kv = 2 * dims.n_text_layer
+        self.n_state = dims.n_text_state
+
+    def encode(self, mel: np.ndarray) -> np.ndarray:
+        """(n_mels, frames) -> cross K/V (2 * layers, 1, audio_ctx, state), once per window."""
+        return self.encoder.run(None, {"mel": mel[None]})[0]
+
+    def empty_cache(self, batch: int) -> np.ndarray:
+        return np.zeros((self.n_kv, batch, 0, self.n_state), dtype=np.float32)
+
+    def decode(
+        self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray, want_attention: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """tokens (batch, n) -> logits (batch, n, vocab), grown cache, cross-attention (if asked)."""
+        outputs = ["logits", "new_self_kv"] + (["cross_attn"] if want_attention else [])
+        result = self.decoder.run(
+            outputs, {"tokens": tokens.astype(np.int64), "self_kv": self_kv, "cross_kv": cross_kv}
+        )
+        return result[0], result[1], (result[2] if want_attention else None)

@@ -1,0 +1,75 @@
+"""Where models live: the user cache (XDG), the default model, and building one from bundled weights."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from edge_asr.errors import ModelError
+from edge_asr.model_dir import CARD, ModelCard, check_model_dir
+
+# Built-in model names -> (weights, recipe). The default is built on first use.
+BUILTIN = {
+    "tiny.en": ("tiny.en", "fp32"),
+    "base": ("base", "fp32"),
+}
+DEFAULT_MODEL = "tiny.en"
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    """--cache-dir, else $EDGE_ASR_CACHE, else $XDG_CACHE_HOME/edge-asr (~/.cache/edge-asr)."""
+    if override:
+        return Path(override)
+    if os.environ.get("EDGE_ASR_CACHE"):
+        return Path(os.environ["EDGE_ASR_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edge-asr"
+
+
+def builtin_dir(name: str, cache: str | Path | None = None) -> Path:
+    return cache_dir(cache) / "models" / name
+
+
+def resolve_model(model: str | Path | None, cache: str | Path | None = None) -> Path:
+    """A model directory for `model`: None (the default), a built-in name, or a path."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    if name in BUILTIN:
+        path = builtin_dir(name, cache)
+        if not (path / CARD).exists():
+            build_builtin(name, path)
+        return path
+    path = Path(name).expanduser()
+    check_model_dir(path)
+    return path
+
+
+def build_builtin(name: str, out: Path) -> None:
+    """Export bundled weights into `out` (needs the workstation extra: torch)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ModelError(
+            f"model '{name}' is not built yet and building needs torch: run `edge-asr models build --name {name}` "
+            "on a workstation (pip install 'edge-asr[build]') and copy the folder here, then pass --model DIR"
+        ) from None
+    weights, recipe = BUILTIN[name]
+    print(f"edge-asr: building model '{name}' from bundled {weights} weights into {out} (once)...",
+          file=sys.stderr)
+    from quantize.pipeline import build
+
+    build(weights, recipe, out)
+
+
+def list_models(cache: str | Path | None = None) -> list[tuple[str, Path | None, ModelCard | None]]:
+    rows: list[tuple[str, Path | None, ModelCard | None]] = []
+    for name in BUILTIN:
+        path = builtin_dir(name, cache)
+        rows.append((name, path if (path / CARD).exists() else None,
+                     ModelCard.load(path) if (path / CARD).exists() else None))
+    models_root = cache_dir(cache) / "models"
+    if models_root.is_dir():
+        for path in sorted(models_root.iterdir()):
+            if path.name not in BUILTIN and (path / CARD).exists():
+                rows.append((path.name, path, ModelCard.load(path)))
+    return rows

@@ -1,0 +1,281 @@
+"""`Transcriber`: the class users hold. Long audio is decoded in 30 s windows with Whisper's seeking,
+temperature fallback, no-speech detection and word timestamps; segments come out lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_asr.alignment import align_words
+from edge_asr.audio import AudioSource, audio_info, describe, stream_audio
+from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax
+from edge_asr.engine import WhisperEngine
+from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, log_mel
+from edge_asr.model_dir import TOKENIZER, ModelCard
+from edge_asr.models import resolve_model
+from edge_asr.tokenizer import Tokenizer
+from edge_asr.types import Segment, TranscriptionInfo
+
+TIME_PER_TIMESTAMP = 0.02
+INPUT_STRIDE = 2  # mel frames per audio-context position
+
+
+@dataclass
+class TranscribeOptions:
+    beam_size: int = 1
+    patience: float = 1.0
+    length_penalty: float | None = None
+    temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = True
+    prompt_reset_on_temperature: float = 0.5
+    initial_prompt: str | None = None
+    word_timestamps: bool = True
+    without_timestamps: bool = False
+    max_initial_timestamp: float = 1.0
+    language: str | None = None
+    task: str = "transcribe"
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        t = self.temperature
+        return (float(t),) if isinstance(t, (int, float)) else tuple(t)
+
+
+class _AudioBuffer:
+    """A sliding window over a stream of blocks: keeps only what the decoder may still need."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]):
+        self.blocks = blocks
+        self.start = 0  # absolute sample index of self.data[0]
+        self.data = np.zeros(0, dtype=np.float32)
+        self.exhausted = False
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+    def fill(self, until: int) -> None:
+        parts = [self.data]
+        end = self.end
+        while end < until and not self.exhausted:
+            block = next(self.blocks, None)
+            if block is None:
+                self.exhausted = True
+            else:
+                parts.append(block)
+                end += len(block)
+        if len(parts) > 1:
+            self.data = np.concatenate(parts)
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        return self.data[max(0, a - self.start) : max(0, b - self.start)]
+
+    def drop_before(self, a: int) -> None:
+        if a > self.start:
+            self.data = self.data[a - self.start :].copy()
+            self.start = a
+
+
+class Transcriber:
+    """Speech to text with a model directory on ONNX Runtime.
+
+    >>> segments, info = Transcriber(threads=2).transcribe("talk.wav")
+    """
+
+    def __init__(self, model: str | Path | None = None, threads: int | None = None,
+                 cache_dir: str | Path | None = None):
+        self.model_dir = resolve_model(model, cache_dir)
+        self.card = ModelCard.load(self.model_dir)
+        self.engine = WhisperEngine(self.model_dir, self.card, threads)
+        self.tokenizer = Tokenizer(self.model_dir / TOKENIZER, self.card.tokens)
+        self.window_decoder = WindowDecoder(self.engine, self.tokenizer)
+
+    @property
+    def threads(self) -> int:
+        return self.engine.threads
+
+    def transcribe(self, audio: AudioSource, **options) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Returns (lazy segments, info). Audio problems are raised here, before any decoding."""
+        try:
+            opts = TranscribeOptions(**options)
+        except TypeError as e:
+            raise ValueError(str(e).replace("TranscribeOptions.__init__()", "transcribe()")) from None
+        _, duration = audio_info(audio)
+        buffer = _AudioBuffer(stream_audio(audio))
+        first: tuple[np.ndarray, np.ndarray] | None = None
+        if self.card.multilingual and opts.language is None:
+            first = self._encode_window(buffer, 0)
+            opts.language = self.detect_language(first[1])
+        elif not self.card.multilingual:
+            opts.language = "en"
+        info = TranscriptionInfo(
+            language=opts.language or "en", duration=duration, model=self.card.name,
+            options=dataclasses.asdict(opts),
+        )
+        return self._segments(buffer, opts, first, describe(audio)), info
+
+    def detect_language(self, cross_kv: np.ndarray) -> str:
+        tok = self.tokenizer.special
+        logits, _, _ = self.engine.decode(np.array([[tok.sot]]), self.engine.empty_cache(1), cross_kv)
+        langs = list(tok.languages.items())
+        scores = log_softmax(logits[0, -1])[[i for _, i in langs]]
+        return langs[int(np.argmax(scores))][0]
+
+    # --- the window loop ------------------------------------------------------------------------------------
+
+    def _encode_window(self, buffer: _AudioBuffer, seek: int) -> tuple[np.ndarray, np.ndarray]:
+        buffer.fill((seek + N_FRAMES) * HOP)
+        chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
+        mel = log_mel(chunk, self.card.dims.n_mels)
+        return chunk, self.engine.encode(mel)
+
+    def _segments(
+        self, buffer: _AudioBuffer, opts: TranscribeOptions, first, name: str
+    ) -> Iterator[Segment]:
+        tok = self.tokenizer
+        ts_begin = tok.special.timestamp_begin
+        all_tokens: list[int] = tok.encode(" " + opts.initial_prompt.strip()) if opts.initial_prompt else []
+        prompt_reset_since = 0
+        seek = 0
+        seg_id = 0
+        while True:
+            chunk, cross_kv = first if first is not None else self._encode_window(buffer, seek)
+            first = None
+            segment_size = len(chunk) // HOP
+            if segment_size <= 0 or (buffer.exhausted and len(chunk) < HOP):
+                return
+            time_offset = seek / FRAMES_PER_SECOND
+            window_duration = segment_size / FRAMES_PER_SECOND
+            result = self._decode_with_fallback(cross_kv, opts, all_tokens[prompt_reset_since:], window_duration)
+            previous_seek = seek
+            if self._is_silence(result, opts):
+                seek += segment_size
+                buffer.drop_before(seek * HOP)
+                continue
+
+            segments, seek, single_ending = self._split_segments(result, seek, segment_size, ts_begin)
+            if opts.word_timestamps and segments:
+                self._add_words(segments, cross_kv, segment_size, opts, time_offset)
+                if not single_ending and segments[-1].words:
+                    last_end = segments[-1].words[-1].end
+                    if last_end > time_offset:
+                        seek = round(last_end * FRAMES_PER_SECOND)
+            if seek <= previous_seek:  # a window must always move forward
+                seek = previous_seek + segment_size
+
+            for s in segments:
+                if s.end <= s.start or not s.text.strip():
+                    continue
+                s.id = seg_id
+                seg_id += 1
+                yield s
+                all_tokens.extend(s.tokens)
+            if not opts.condition_on_previous_text or result.temperature > opts.prompt_reset_on_temperature:
+                prompt_reset_since = len(all_tokens)
+            buffer.drop_before(seek * HOP)
+
+    def _decode_with_fallback(
+        self, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int], window_duration: float
+    ) -> DecodingResult:
+        result = None
+        for t in opts.temperatures:
+            dopts = DecodingOptions(
+                temperature=t, beam_size=opts.beam_size if t == 0 else 1, patience=opts.patience,
+                length_penalty=opts.length_penalty, without_timestamps=opts.without_timestamps,
+                max_initial_timestamp=opts.max_initial_timestamp, language=opts.language, task=opts.task,
+                max_timestamp=window_duration,
+            )
+            result = self.window_decoder.decode(cross_kv, dopts, prompt)
+            too_repetitive = (
+                opts.compression_ratio_threshold is not None
+                and result.compression_ratio > opts.compression_ratio_threshold
+            )
+            too_unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
+            silent = opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold
+            if silent or not (too_repetitive or too_unlikely):
+                break
+        assert result is not None
+        return result
+
+    @staticmethod
+    def _is_silence(result: DecodingResult, opts: TranscribeOptions) -> bool:
+        if opts.no_speech_threshold is None or result.no_speech_prob <= opts.no_speech_threshold:
+            return False
+        # A confident transcript overrides the no-speech token.
+        return not (opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold)
+
+    def _split_segments(
+        self, result: DecodingResult, seek: int, segment_size: int, ts_begin: int
+    ) -> tuple[list[Segment], int, bool]:
+        """Cut the window's tokens at consecutive timestamp pairs; returns segments, next seek and whether
+        the window ended on a single timestamp (then the whole window is consumed)."""
+        tokens = result.tokens
+        time_offset = seek / FRAMES_PER_SECOND
+        is_ts = [t >= ts_begin for t in tokens]
+        single_ending = len(tokens) >= 2 and not is_ts[-2] and is_ts[-1]
+        cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+
+        def make(toks: list[int], start: float, end: float) -> Segment:
+            text = self.tokenizer.decode(toks)
+            return Segment(
+                id=0, seek=seek, start=round(start, 3), end=round(end, 3), text=text, tokens=toks,
+                temperature=result.temperature, avg_logprob=result.avg_logprob,
+                compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob,
+            )
+
+        segments: list[Segment] = []
+        if cuts:
+            if single_ending:
+                cuts.append(len(tokens))
+            last = 0
+            for cut in cuts:
+                piece = tokens[last:cut]
+                start = time_offset + (piece[0] - ts_begin) * TIME_PER_TIMESTAMP
+                end = time_offset + (piece[-1] - ts_begin) * TIME_PER_TIMESTAMP
+                segments.append(make(piece, start, end))
+                last = cut
+            if single_ending:
+                seek += segment_size
+            else:
+                seek += (tokens[last - 1] - ts_begin) * INPUT_STRIDE
+        else:
+            duration = segment_size / FRAMES_PER_SECOND
+            stamps = [t for t in tokens if t >= ts_begin]
+            if stamps and stamps[-1] != ts_begin:
+                duration = (stamps[-1] - ts_begin) * TIME_PER_TIMESTAMP
+            segments.append(make(tokens, time_offset, time_offset + duration))
+            seek += segment_size
+        return segments, seek, single_ending
+
+    def _add_words(
+        self, segments: list[Segment], cross_kv: np.ndarray, segment_size: int, opts: TranscribeOptions,
+        time_offset: float,
+    ) -> None:
+        eot = self.tokenizer.special.eot
+        per_segment = [[t for t in s.tokens if t < eot] for s in segments]
+        text_tokens = [t for toks in per_segment for t in toks]
+        sot_seq = self.tokenizer.sot_sequence(opts.language, opts.task, timestamps=True)
+        timings = align_words(self.engine, self.tokenizer, cross_kv, sot_seq, text_tokens, segment_size)
+        index = 0
+        for segment, toks in zip(segments, per_segment):
+            words, covered = [], 0
+            while index < len(timings) and covered < len(toks):
+                word, n = timings[index]
+                word.start = round(time_offset + word.start, 3)
+                word.end = round(time_offset + word.end, 3)
+                if word.word.strip():
+                    words.append(word)
+                covered += n
+                index += 1
+            if words:  # segment edges from its words: tighter than the timestamp tokens
+                segment.start = words[0].start
+                segment.end = max(words[-1].end, segment.start)
+            segment.words = words
