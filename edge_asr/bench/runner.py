@@ -38,6 +38,7 @@ class BenchOptions:
     repeat: int = 1
     beam_size: int = 1
     short_max_s: float = 10.0  # utterances up to this long measure latency
+    latency_clips: int = 20  # at most this many of them (spread over the set), so repeats stay cheap
     long_min_s: float = 60.0  # the long audio for RTF is at least this long
     long_gap_s: float = 0.5  # silence between concatenated utterances
     baseline: str | None = None  # default: the first system
@@ -224,7 +225,7 @@ def _measure(specs: list[SystemSpec], failures: dict[str, str], dataset: Dataset
         for repeat in range(options.repeat):
             alive = [s for s in specs if s.name not in failures]
             if repeat == 1:  # repeat 0 told us the durations; later repeats time only short utterances
-                short_ids = _short_ids(runs, speech, options.short_max_s)
+                short_ids = _short_ids(runs, speech, options)
                 bar.total = bar.n + len(alive) * (len(short_ids) + 2) * (options.repeat - 1)
                 bar.refresh()
             for spec in alive:
@@ -243,7 +244,7 @@ def _measure(specs: list[SystemSpec], failures: dict[str, str], dataset: Dataset
                         bar.refresh()
                 runs[spec.name].append(result)
         bar.close()
-    return runs, short_ids or _short_ids(runs, speech, options.short_max_s)
+    return runs, short_ids or _short_ids(runs, speech, options)
 
 
 def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
@@ -295,6 +296,12 @@ def _audio_seconds(runs: dict[str, list[dict | None]], clip_id: str) -> float:
     return float("inf")
 
 
-def _short_ids(runs: dict[str, list[dict | None]], speech: list[Clip], short_max_s: float) -> list[str]:
-    """Utterances that measure latency: those up to short_max_s (all of them if none is that short)."""
-    return [c.id for c in speech if _audio_seconds(runs, c.id) <= short_max_s] or [c.id for c in speech]
+def _short_ids(runs: dict[str, list[dict | None]], speech: list[Clip], options: BenchOptions) -> list[str]:
+    """Utterances that measure latency: up to latency_clips of those no longer than short_max_s
+    (of all utterances if none is that short), evenly spread so every part of the data set is in."""
+    ids = [c.id for c in speech if _audio_seconds(runs, c.id) <= options.short_max_s]
+    ids = ids or [c.id for c in speech]
+    n = options.latency_clips
+    if len(ids) <= n:
+        return ids
+    return [ids[round(i * (len(ids) - 1) / (n - 1))] for i in range(n)] if n > 1 else ids[:1]

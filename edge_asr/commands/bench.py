@@ -34,6 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-size", type=int, default=1, help="beam size for whisper systems (default 1)")
     parser.add_argument("--short-max-s", type=float, default=10.0,
                         help="utterances up to this long measure latency (default 10)")
+    parser.add_argument("--latency-clips", type=int, default=20,
+                        help="measure latency on at most this many short utterances (default 20)")
     parser.add_argument("--long-min-s", type=float, default=60.0,
                         help="concatenate utterances to at least this long to measure RTF (default 60)")
     parser.add_argument("--openai-key-env", default="OPENAI_API_KEY", metavar="VAR",
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_asr.bench.runner import BenchOptions, run_bench
     from edge_asr.bench.systems import parse_systems
 
-    for name in ("threads", "repeat", "beam_size"):
+    for name in ("threads", "repeat", "beam_size", "latency_clips"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if args.limit is not None and args.limit < 1:
@@ -73,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = BenchOptions(
         threads=args.threads, repeat=args.repeat, beam_size=args.beam_size, short_max_s=args.short_max_s,
-        long_min_s=args.long_min_s, baseline=args.baseline, openai_key_env=args.openai_key_env,
-        openai_model=args.openai_model, progress=not args.no_progress)
+        latency_clips=args.latency_clips, long_min_s=args.long_min_s, baseline=args.baseline,
+        openai_key_env=args.openai_key_env, openai_model=args.openai_model, progress=not args.no_progress)
     command = "edge-asr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     with tempfile.TemporaryDirectory(prefix="edge-asr-nonspeech-") as tmp:
         if args.no_nonspeech:
