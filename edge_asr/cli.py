@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "listen": ("edge_asr.commands.listen", "wake word -> voice command -> action, as JSON lines"),
     "wakeword": ("edge_asr.commands.wakeword", "wake-word tools: eval (recall, false accepts/hour, latency)"),
     "serve": ("edge_asr.commands.serve", "serve the transcription API (the escalation cloud)"),
+    "bench": ("edge_asr.commands.bench", "accuracy, speed, memory and size of models beside their peers"),
 }
 
 
