@@ -75,6 +75,15 @@ def test_speech_without_the_wake_word_yields_no_events(tmp_path):
     assert events(done) == []
 
 
+def test_wake_word_then_unrelated_speech_is_no_match(tmp_path):
+    # The transcriber is primed with the command vocabulary: it must still not invent a command.
+    wav = wake_and_command(tmp_path, "tell me a joke about penguins", voice="flite:awb")
+    config = write_config(tmp_path / "commands.yaml", ["/bin/false"])
+    out = events(edge_asr("listen", "--config", config, "--input", wav))
+    assert [e["event"] for e in out] == ["wake", "no_match"], out
+    assert "tell me" in out[1]["text"].lower() and out[1]["reason"] == "no command matches"
+
+
 def test_failing_action_is_reported_and_listening_goes_on(tmp_path, timer_server):
     url, received = timer_server
     first = wake_and_command(tmp_path, "turn off the bedroom lights", name="first", noise=0)

@@ -73,4 +73,7 @@ class ListenSection:
     language: str | None = "en"
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     min_match_score: float = 0.6
+    # Primes the transcriber for commands (not for the wake-word check): "auto" = an example sentence per
+    # command plus the choice-slot options; null = none; any other text is used as it is.
+    command_prompt: str | None = "auto"
     commands: list[CommandConfig] = field(default_factory=list)
