@@ -17,6 +17,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "models": ("edge_asr.commands.models", "build and list model directories"),
     "listen": ("edge_asr.commands.listen", "wake word -> voice command -> action, as JSON lines"),
     "wakeword": ("edge_asr.commands.wakeword", "wake-word tools: eval (recall, false accepts/hour, latency)"),
+    "serve": ("edge_asr.commands.serve", "serve the transcription API (the escalation cloud)"),
 }
 
 

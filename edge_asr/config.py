@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from edge_asr.errors import ConfigError
+from edge_asr.escalation import EscalationSection
 from wakeword.config import ListenSection
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class TranscribeSection:
 class Config:
     transcribe: TranscribeSection = dataclasses.field(default_factory=TranscribeSection)
     listen: ListenSection = dataclasses.field(default_factory=ListenSection)
+    escalation: EscalationSection = dataclasses.field(default_factory=EscalationSection)
     # Sections owned by other features are added here as they land (escalation, listen, dictate).
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_asr.alignment import align_words
-from edge_asr.audio import AudioSource, audio_info, describe, stream_audio
+from edge_asr.audio import AudioSource, audio_info, stream_audio
 from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax
 from edge_asr.engine import WhisperEngine
 from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, log_mel
@@ -22,6 +22,8 @@ from edge_asr.tokenizer import Tokenizer
 from edge_asr.types import Segment, TranscriptionInfo
 
 TIME_PER_TIMESTAMP = 0.02
+# A window whose loudest sample is below -60 dBFS is silence: Whisper hallucinates on digital silence.
+SILENCE_PEAK = 1e-3
 INPUT_STRIDE = 2  # mel frames per audio-context position
 
 
@@ -110,17 +112,17 @@ class Transcriber:
             raise ValueError(str(e).replace("TranscribeOptions.__init__()", "transcribe()")) from None
         _, duration = audio_info(audio)
         buffer = _AudioBuffer(stream_audio(audio))
-        first: tuple[np.ndarray, np.ndarray] | None = None
+        first = None  # the first window, when language detection already encoded it
         if self.card.multilingual and opts.language is None:
             first = self._encode_window(buffer, 0)
-            opts.language = self.detect_language(first[1])
+            opts.language = self.detect_language(first[1]) if first[1] is not None else "en"
         elif not self.card.multilingual:
             opts.language = "en"
         info = TranscriptionInfo(
             language=opts.language or "en", duration=duration, model=self.card.name,
             options=dataclasses.asdict(opts),
         )
-        return self._segments(buffer, opts, first, describe(audio)), info
+        return self._segments(buffer, opts, first), info
 
     def detect_language(self, cross_kv: np.ndarray) -> str:
         tok = self.tokenizer.special
@@ -131,14 +133,16 @@ class Transcriber:
 
     # --- the window loop ------------------------------------------------------------------------------------
 
-    def _encode_window(self, buffer: _AudioBuffer, seek: int) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_window(self, buffer: _AudioBuffer, seek: int) -> tuple[np.ndarray, np.ndarray | None]:
         buffer.fill((seek + N_FRAMES) * HOP)
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
+        if len(chunk) < HOP or np.abs(chunk).max() < SILENCE_PEAK:
+            return chunk, None  # nothing to encode
         mel = log_mel(chunk, self.card.dims.n_mels)
         return chunk, self.engine.encode(mel)
 
     def _segments(
-        self, buffer: _AudioBuffer, opts: TranscribeOptions, first, name: str
+        self, buffer: _AudioBuffer, opts: TranscribeOptions, first: tuple[np.ndarray, np.ndarray | None] | None
     ) -> Iterator[Segment]:
         tok = self.tokenizer
         ts_begin = tok.special.timestamp_begin
@@ -154,6 +158,10 @@ class Transcriber:
                 return
             time_offset = seek / FRAMES_PER_SECOND
             window_duration = segment_size / FRAMES_PER_SECOND
+            if cross_kv is None:  # silence
+                seek += segment_size
+                buffer.drop_before(seek * HOP)
+                continue
             result = self._decode_with_fallback(cross_kv, opts, all_tokens[prompt_reset_since:], window_duration)
             previous_seek = seek
             if self._is_silence(result, opts):
