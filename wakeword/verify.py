@@ -92,3 +92,26 @@ class TranscriptVerifier:
     def verify(self, audio: np.ndarray) -> bool:
         self.last_heard = self.transcribe(audio).text
         return any(find_phrase(self.last_heard, p, self.min_similarity) for p in self.phrases)
+
+
+class CloudVerifier:
+    """The escalation endpoint (a bigger model) must hear the wake phrase; when the cloud cannot answer
+    (down, slow, circuit open) the `fallback` verifier decides instead."""
+
+    def __init__(self, client, phrases: list[str], fallback: Verifier, language: str | None = "en") -> None:
+        self.client = client
+        self.phrases = phrases
+        self.fallback = fallback
+        self.language = language
+
+    def verify(self, audio: np.ndarray) -> bool:
+        from edge_asr.escalation import cloud_confirms_wake
+
+        for phrase in self.phrases:
+            # on_failure=None comes back as-is when the cloud gives no answer.
+            heard = cloud_confirms_wake(audio, phrase, self.client, on_failure=None, language=self.language)
+            if heard is None:
+                return self.fallback.verify(audio)
+            if heard:
+                return True
+        return False
