@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import time
@@ -186,7 +187,7 @@ def section_cpu(args, transcribe) -> dict:
     print(
         f"\nidle listening CPU (fraction of one core, median of 3 x 20 s): edge-asr {ours_m:.2%}, "
         f"openwakeword.Model {theirs_m:.2%} (ratio {ours_m / theirs_m:.2f}); "
-        f"paced at real time for 10 s: {paced:.2%}"
+        f"paced at real time for 10 s: {paced:.2%}; load average {os.getloadavg()[0]:.1f}"
     )
     return result
 
@@ -232,7 +233,17 @@ def section_latency(args, transcribe, tmp: Path) -> dict:
                             "slots_ok": event["slots"] == {"state": "off", "room": "upstairs living room"},
                         }
                     )
-    result = {}
+    # What one transcription of such a capture costs by itself (the part no pipeline trick removes).
+    capture = audio[int((speech_end - 4.6) * SR): int((speech_end + 0.6) * SR)]
+    walls, cpus = [], []
+    for _ in range(3):
+        wall, cpu = time.monotonic(), time.process_time()
+        transcribe(capture, plan.grammar.prompt())
+        walls.append(time.monotonic() - wall)
+        cpus.append(time.process_time() - cpu)
+    result = {"transcription_alone": {"audio_s": len(capture) / SR, "wall_s": statistics.median(walls),
+                                      "cpu_s": statistics.median(cpus)},
+              "load_average": os.getloadavg()}
     for ahead, label in ((True, "transcribe-ahead"), (False, "after endpoint")):
         mine = [s for s in samples if s["ahead"] == ahead]
         result[label] = {
@@ -250,7 +261,8 @@ def section_latency(args, transcribe, tmp: Path) -> dict:
         f"\nend of a ~{a['command_s']:.1f} s command -> action (median of {a['runs']} voices, "
         f"real-time pace, trailing silence {ListenSection().capture.trailing_silence_s} s):"
     )
-    for label, r in result.items():
+    for label in ("transcribe-ahead", "after endpoint"):
+        r = result[label]
         print(
             f"  {label:<17} endpoint -> action {r['endpoint_to_action_s']:.3f} s, "
             f"end of speech -> action {r['speech_end_to_action_s']:.3f} s"
@@ -259,6 +271,9 @@ def section_latency(args, transcribe, tmp: Path) -> dict:
         print(
             f"  ratio (ahead / after endpoint): {a['endpoint_to_action_s'] / b['endpoint_to_action_s']:.2f}"
         )
+    alone = result["transcription_alone"]
+    print(f"  one transcription of a {alone['audio_s']:.1f} s capture alone: {alone['wall_s']:.3f} s wall, "
+          f"{alone['cpu_s']:.3f} s CPU; load average {result['load_average'][0]:.1f}")
     result["samples"] = samples
     return result
 
