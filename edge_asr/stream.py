@@ -107,27 +107,43 @@ def _microphone(frame_samples: int, device: int | str | None) -> AudioStream:
         import sounddevice  # lazy: needs PortAudio and a sound card, only for live input
     except OSError as e:  # PortAudio library missing
         raise AudioError(f"microphone unavailable: {e}") from None
-    frames: queue.Queue[np.ndarray] = queue.Queue()
+    blocks: queue.Queue[np.ndarray] = queue.Queue()
 
     def on_audio(indata, n_frames, time_info, status) -> None:
-        frames.put(indata[:, 0].copy())
+        blocks.put(indata[:, 0].copy())
 
-    try:
-        stream = sounddevice.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32",
-                                         blocksize=frame_samples, device=device, callback=on_audio)
+    def open_at(rate: int):
+        block = round(frame_samples * rate / SAMPLE_RATE)
+        stream = sounddevice.InputStream(samplerate=rate, channels=1, dtype="float32", device=device,
+                                         blocksize=block, callback=on_audio)
         stream.start()
-    except Exception as e:  # PortAudioError and friends: no device, unsupported rate
+        return stream
+
+    rate = SAMPLE_RATE
+    try:
+        try:
+            stream = open_at(rate)
+        except sounddevice.PortAudioError:  # many cards only record at 44.1/48 kHz: resample here
+            rate = int(sounddevice.query_devices(device, "input")["default_samplerate"])
+            stream = open_at(rate)
+    except Exception as e:  # PortAudioError and friends: no device, no input channels
         raise AudioError(f"cannot open microphone: {str(e).splitlines()[0]}") from None
 
-    def read() -> Iterator[np.ndarray]:
+    def captured() -> Iterator[np.ndarray]:
+        resampler = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         while stream.active:
             try:
-                yield frames.get(timeout=1.0)
+                block = blocks.get(timeout=1.0)
             except queue.Empty:
                 continue
+            yield resampler.resample_chunk(block) if resampler else block
 
     def close() -> None:
         stream.stop()
         stream.close()
 
-    return AudioStream(read(), frame_samples, "microphone", close=close)
+    return AudioStream(_reframe(captured(), frame_samples), frame_samples, "microphone", close=close)

@@ -25,8 +25,8 @@ def test_eval_reports_recall_false_accepts_and_latency(tmp_path):
     assert -0.5 < at_half["latency_median_s"] < 0.5
     assert strict["recall"] < at_half["recall"]
 
-    text = edge_asr("wakeword", "eval", "--positives", positives, "--negatives", negatives)
-    assert text.returncode == 0 and "FA/hour" in text.stdout.decode()
+    text = edge_asr("wakeword", "eval", "--positives", clips("alexa")[0], "--negatives", clips("negative")[0])
+    assert text.returncode == 0 and "FA/hour" in text.stdout.decode() and "100.0%" in text.stdout.decode()
 
 
 def test_eval_rejects_bad_input(tmp_path):

@@ -1,5 +1,6 @@
 """`edge-asr listen` end to end through the CLI, on real audio: crowd-sourced "alexa" clips followed by
-TTS commands with background noise, the default local model, real programs and a real HTTP server."""
+TTS commands with background noise, the default model (conftest's `model_dir`), real programs and a real
+HTTP server."""
 
 import json
 import sys
@@ -49,12 +50,12 @@ def write_config(path, lights_program: list[str], timer_url: str = "http://127.0
     return path
 
 
-def test_wake_word_then_command_runs_the_action_with_its_slots(tmp_path):
+def test_wake_word_then_command_runs_the_action_with_its_slots(tmp_path, model_dir):
     wav = wake_and_command(tmp_path, "turn on the kitchen lights")
     record = tmp_path / "record.json"
     config = write_config(tmp_path / "commands.yaml", [sys.executable, "-c", RECORD_ARGS, str(record),
                                                         "{room}", "{state}"])
-    out = events(edge_asr("listen", "--config", config, "--input", wav))
+    out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", wav))
     assert [e["event"] for e in out] == ["wake", "command", "action_done"], out
     wake, command, _ = out
     assert wake["wakeword"] == "alexa" and wake["score"] >= 0.2 and 1.0 < wake["t"] < 3.5
@@ -65,17 +66,26 @@ def test_wake_word_then_command_runs_the_action_with_its_slots(tmp_path):
     assert json.loads(record.read_text()) == {"argv": ["kitchen", "on"], "env": "on"}
 
 
-def test_speech_without_the_wake_word_yields_no_events(tmp_path):
+def test_speech_without_the_wake_word_yields_no_events(tmp_path, model_dir):
     speech = concat(tmp_path / "speech.wav", silence(tmp_path / "s.wav", 1.0),
                     tts("turn on the kitchen lights", tmp_path / "cmd.wav"), silence(tmp_path / "e.wav", 1.0),
                     clips("negative")[0], silence(tmp_path / "e2.wav", 1.0))
     wav = add_noise(speech, tmp_path / "noisy.wav")
     config = write_config(tmp_path / "commands.yaml", ["/bin/false"])
-    done = edge_asr("listen", "--config", config, "--input", wav)
+    done = edge_asr("listen", "--model", model_dir, "--config", config, "--input", wav)
     assert events(done) == []
 
 
-def test_failing_action_is_reported_and_listening_goes_on(tmp_path, timer_server):
+def test_wake_word_then_unrelated_speech_is_no_match(tmp_path, model_dir):
+    # The transcriber is primed with the command vocabulary: it must still not invent a command.
+    wav = wake_and_command(tmp_path, "tell me a joke about penguins", voice="flite:awb")
+    config = write_config(tmp_path / "commands.yaml", ["/bin/false"])
+    out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", wav))
+    assert [e["event"] for e in out] == ["wake", "no_match"], out
+    assert "tell me" in out[1]["text"].lower() and out[1]["reason"] == "no command matches"
+
+
+def test_failing_action_is_reported_and_listening_goes_on(tmp_path, timer_server, model_dir):
     url, received = timer_server
     first = wake_and_command(tmp_path, "turn off the bedroom lights", name="first", noise=0)
     # A second speaker and voice, pausing a whole second after the wake word.
@@ -85,7 +95,7 @@ def test_failing_action_is_reported_and_listening_goes_on(tmp_path, timer_server
                     tmp_path / "both-noisy.wav")
     failing = [sys.executable, "-c", "import sys; sys.exit('bulb on fire')"]
     config = write_config(tmp_path / "commands.yaml", failing, url)
-    out = events(edge_asr("listen", "--config", config, "--input", wav))
+    out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", wav))
     kinds = [e["event"] for e in out]
     assert kinds == ["wake", "command", "action_error", "wake", "command", "action_done"], out
     assert out[1]["slots"] == {"state": "off", "room": "bedroom"}
@@ -94,10 +104,11 @@ def test_failing_action_is_reported_and_listening_goes_on(tmp_path, timer_server
     assert received == [{"minutes": 5}]
 
 
-def test_stdin_pcm_without_commands_gives_wake_and_transcript(tmp_path):
+def test_stdin_pcm_without_commands_gives_wake_and_transcript(tmp_path, model_dir):
     wav = wake_and_command(tmp_path, "what time is it", noise=0.01)
     pcm, rate = sf.read(wav, dtype="int16")
     assert rate == 16000
-    out = events(edge_asr("listen", "--input", "-", "--wakeword", "alexa", stdin=pcm.tobytes()))
+    out = events(edge_asr("listen", "--model", model_dir, "--input", "-", "--wakeword", "alexa",
+                          stdin=pcm.tobytes()))
     assert [e["event"] for e in out] == ["wake", "transcript"], out
     assert "time" in out[1]["text"].lower()

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_asr.audio import SAMPLE_RATE
 from edge_asr.engine import make_session
 from wakeword.features import FRAME_SAMPLES, SpeechEmbeddingStream
 from wakeword.models import wakeword_display_name, wakeword_model_path
 
-SAMPLE_RATE = 16000
 _WARMUP_FRAMES = 5  # like openWakeWord: the first scores come from the synthetic start-up buffer
 
 

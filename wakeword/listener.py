@@ -51,13 +51,16 @@ class Listener:
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
         self.transcribe = transcribe
         self.grammar = plan.grammar if plan.grammar.commands else None
+        self.prompt = section.command_prompt
+        if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
+            self.prompt = self.grammar.prompt() if self.grammar else None
         self.verbose = verbose
         self.detector = WakeWordDetector([w.spec for w in plan.wakewords], threads=threads)
         capture = section.capture
         self.ring = RingBuffer(capture.pre_roll_s)
         self.recorder = CommandRecorder(capture)
         # Off: transcribe only after the endpoint (less CPU when speakers pause mid-command, more latency).
-        self.ahead = TranscribeAhead(transcribe) if transcribe_ahead else None
+        self.ahead = TranscribeAhead(transcribe, self.prompt) if transcribe_ahead else None
         self.t = 0.0
         self._wake: WakeWord | None = None
 
@@ -115,7 +118,7 @@ class Listener:
         if self.ahead is not None:
             heard = self.ahead.result(captured.speech_end_t, captured.audio)
         else:
-            heard = self.transcribe(captured.audio)
+            heard = self.transcribe(captured.audio, self.prompt)
         text = strip_wake_phrase(heard.text, self._wake.plan.phrases if self._wake else [])
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
