@@ -115,7 +115,9 @@ def main() -> int:
                          "the non-speech clips")
     ap.add_argument("--label-max-wer", type=float, default=0.1)
     ap.add_argument("--l2", type=float, default=1.0)
-    ap.add_argument("--threshold", type=float, default=0.5, help="default min_confidence to ship")
+    ap.add_argument("--escalate", type=float, default=0.2,
+                    help="the shipped default threshold escalates this share of the fitting utterances "
+                         "(out of fold; the mix is mostly noisy, so real use sends fewer)")
     ap.add_argument("--cache", type=Path, default=data.REPO / "out" / "escalation" / "local.jsonl")
     ap.add_argument("--out", type=Path, default=data.REPO / "edge_asr" / "confidence.json")
     args = ap.parse_args()
@@ -152,9 +154,15 @@ def main() -> int:
         "script": "benchmarks/fit_confidence.py",
     }
     model = model_from(x, y, args.l2, meta)
-    model = dataclasses.replace(model, default_threshold=args.threshold)
+    # The default threshold: the (out-of-fold) confidence below which --escalate of these utterances fall,
+    # rounded down to two decimals.
+    threshold = max(0.01, np.floor(np.quantile(oof, args.escalate) * 100) / 100)
+    meta["default_threshold_escalates"] = round(float(np.mean(oof < threshold)), 4)
+    model = dataclasses.replace(model, default_threshold=float(threshold))
+    print(f"default threshold {threshold:.2f}: escalates {np.mean(oof < threshold):.1%} of these utterances "
+          f"(out of fold); {np.mean(y[oof < threshold] == 0):.1%} of those were wrong")
     args.out.write_text(json.dumps(model.to_dict(), indent=2) + "\n", encoding="utf-8")
-    weights = {f: round(w, 3) for f, w in zip(FEATURES, model.weights, strict=True)}
+    weights = {f: round(float(w), 3) for f, w in zip(FEATURES, model.weights, strict=True)}
     print("weights (per standard deviation):", weights)
     print(f"wrote {args.out}")
     return 0
