@@ -21,7 +21,8 @@ COLUMNS = [
 RATIO_COLUMNS = [("wer", "WER"), ("rtf", "RTF"), ("cpu_rtf", "CPU RTF"), ("latency_p50_ms", "Latency p50"),
                  ("cold_start_s", "Cold start"), ("peak_rss_mb", "Peak RSS"), ("size_mb", "Size")]
 PLOTS = {"wer_vs_size.png": ("size_mb", "model size on disk (MB)"),
-         "wer_vs_rtf.png": ("rtf", "real-time factor on long audio (lower is faster)")}
+         "wer_vs_rtf.png": ("rtf", "real-time factor on long audio (lower is faster)"),
+         "wer_vs_cpu_rtf.png": ("cpu_rtf", "CPU seconds per audio second (lower is cheaper)")}
 
 
 def _cell(value, fmt) -> str:
@@ -122,7 +123,9 @@ def plot_frontiers(results: dict, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
         for x, y, name in points:
             ax.scatter([x], [y], s=36, zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            # Of two points that nearly coincide, the lower one's label goes below so they don't overlap.
+            below = any(abs(x - px) <= 0.02 * abs(x) and y < py < y + 3 for px, py, _ in points)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, -11 if below else 4), fontsize=8)
         front = _pareto([(x, y) for x, y, _ in points])
         if len(front) > 1:
             ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", lw=1,
