@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CARD_METRICS = ("wer", "cer", "hallucination_rate", "rtf", "latency_p50_ms", "latency_p95_ms", "cold_start_s",
-                "peak_rss_mb", "size_mb")
+CARD_METRICS = ("wer", "cer", "hallucination_rate", "rtf", "cpu_rtf", "latency_p50_ms", "latency_p95_ms",
+                "cold_start_s", "peak_rss_mb", "size_mb")
 
 
 def card_metrics(system: dict, results: dict) -> dict:

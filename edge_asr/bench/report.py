@@ -11,16 +11,18 @@ COLUMNS = [
     ("cer", "CER %", lambda v: f"{100 * v:.1f}"),
     ("hallucination_rate", "Halluc. %", lambda v: f"{100 * v:.0f}"),
     ("rtf", "RTF", lambda v: f"{v:.3f}"),
+    ("cpu_rtf", "CPU RTF", lambda v: f"{v:.3f}"),
     ("latency_p50_ms", "Latency p50 ms", lambda v: f"{v:.0f}"),
     ("latency_p95_ms", "Latency p95 ms", lambda v: f"{v:.0f}"),
     ("cold_start_s", "Cold start s", lambda v: f"{v:.2f}"),
     ("peak_rss_mb", "Peak RSS MB", lambda v: f"{v:.0f}"),
     ("size_mb", "Size MB", lambda v: f"{v:.1f}"),
 ]
-RATIO_COLUMNS = [("wer", "WER"), ("rtf", "RTF"), ("latency_p50_ms", "Latency p50"),
+RATIO_COLUMNS = [("wer", "WER"), ("rtf", "RTF"), ("cpu_rtf", "CPU RTF"), ("latency_p50_ms", "Latency p50"),
                  ("cold_start_s", "Cold start"), ("peak_rss_mb", "Peak RSS"), ("size_mb", "Size")]
 PLOTS = {"wer_vs_size.png": ("size_mb", "model size on disk (MB)"),
-         "wer_vs_rtf.png": ("rtf", "real-time factor on long audio (lower is faster)")}
+         "wer_vs_rtf.png": ("rtf", "real-time factor on long audio (lower is faster)"),
+         "wer_vs_cpu_rtf.png": ("cpu_rtf", "CPU seconds per audio second (lower is cheaper)")}
 
 
 def _cell(value, fmt) -> str:
@@ -62,7 +64,8 @@ def markdown(results: dict, plots: list[str] = ()) -> str:
         "",
         f"- Date: {meta['date']}",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['platform']}, "
-        f"Python {machine['python']}",
+        f"Python {machine['python']}; load average {machine.get('load_before')} before, "
+        f"{machine.get('load_after')} after",
         f"- Command: `{meta['command']}`" if meta["command"] else "- Command: (library call)",
         f"- Data: {data['name']}: {data['speech_clips']} utterances, {data['speech_seconds']:.0f} s of "
         f"speech; {data['nonspeech_clips']} non-speech clips",
@@ -74,8 +77,10 @@ def markdown(results: dict, plots: list[str] = ()) -> str:
         results_table(results),
         "",
         "WER/CER: whisper-normalizer's EnglishTextNormalizer + jiwer, over all words. Halluc.: share of "
-        "non-speech clips with any word. Latency: complete utterance in memory to final text. Cold start: "
-        "process start to the first transcript. Peak RSS: the system's own process.",
+        "non-speech clips with any word. RTF: wall time / audio time on the long audio; CPU RTF: CPU time "
+        "of the system's process / audio time (what the work costs even when the machine is busy). "
+        "Latency: complete utterance in memory to final text. Cold start: process start to the first "
+        "transcript. Peak RSS: the system's own process.",
     ]
     if results.get("baseline") and any(s.get("vs_baseline") for s in results["systems"]):
         lines += ["", f"## Against the baseline ({results['baseline']})", "",
@@ -118,7 +123,9 @@ def plot_frontiers(results: dict, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
         for x, y, name in points:
             ax.scatter([x], [y], s=36, zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            # Of two points that nearly coincide, the lower one's label goes below so they don't overlap.
+            below = any(abs(x - px) <= 0.02 * abs(x) and y < py < y + 3 for px, py, _ in points)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, -11 if below else 4), fontsize=8)
         front = _pareto([(x, y) for x, y, _ in points])
         if len(front) > 1:
             ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", lw=1,

@@ -29,7 +29,7 @@ from edge_asr.bench.machine import machine_info
 from edge_asr.bench.systems import SystemSpec
 
 # Timings whose per-repeat ratio against the baseline is reported (lower is better for all).
-TIMED = ("rtf", "latency_p50_ms", "latency_p95_ms", "cold_start_s")
+TIMED = ("rtf", "cpu_rtf", "latency_p50_ms", "latency_p95_ms", "cold_start_s")
 
 
 @dataclass
@@ -67,17 +67,21 @@ def run_worker(spec: SystemSpec, task: dict, workdir: Path, bar: tqdm) -> tuple[
             [sys.executable, "-m", "edge_asr.bench.worker", "--task", str(task_path), "--spawned-at",
              repr(spawned_at)], stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if message.get("event") == "progress":
-                bar.update(1)
-            elif message.get("event") == "result":
-                result = message
-            elif message.get("event") == "error":
-                error = message.get("message", "failed")
+        try:
+            for line in proc.stdout:
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if message.get("event") == "progress":
+                    bar.update(1)
+                elif message.get("event") == "result":
+                    result = message
+                elif message.get("event") == "error":
+                    error = message.get("message", "failed")
+        finally:  # Ctrl-C or an error here must not leave a worker running
+            if proc.poll() is None and result is None and error is None:
+                proc.kill()
         code = proc.wait()
     if result is None and error is None:
         log_lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -132,6 +136,7 @@ def _repeat_timings(run: dict | None, short_ids: list[str]) -> dict:
     long = run.get("long")
     return {
         "rtf": long["seconds"] / long["audio_s"] if long else None,
+        "cpu_rtf": long["cpu_seconds"] / long["audio_s"] if long else None,
         "latency_p50_ms": _percentile(latencies, 50),
         "latency_p95_ms": _percentile(latencies, 95),
         "cold_start_s": run["cold_start_s"],
@@ -175,6 +180,7 @@ def summarize(spec: SystemSpec, runs: list[dict | None], dataset: Dataset, short
         "hallucination_rate": scoring.hallucination([n["hypothesis"] for n in nonspeech])["rate"],
         "hallucinated_words": sum(n["words"] for n in nonspeech),
         "rtf": _median([r["rtf"] for r in per_repeat]),
+        "cpu_rtf": _median([r["cpu_rtf"] for r in per_repeat]),
         "latency_p50_ms": _percentile(latency_by_utt, 50),
         "latency_p95_ms": _percentile(latency_by_utt, 95),
         "cold_start_s": _median([r["cold_start_s"] for r in per_repeat]),
@@ -251,6 +257,7 @@ def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
               problems: list[str] | None = None, command: str = "") -> dict:
     """Benchmark `specs` on `dataset`; returns the results dict that the report is written from."""
     problems = list(dataset.problems) + list(problems or [])
+    load_before = _load_average()
     speech, nonspeech = dataset.speech, dataset.nonspeech
     specs, failures = prepare_models(specs)
     for name, why in failures.items():
@@ -270,7 +277,7 @@ def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
         "meta": {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command,
-            "machine": machine_info(),
+            "machine": {**machine_info(), "load_before": load_before, "load_after": _load_average()},
             "options": asdict(options),
         },
         "data": {
@@ -286,6 +293,14 @@ def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
         "baseline": baseline,
         "systems": systems,
     }
+
+
+def _load_average() -> float | None:
+    """1-minute load average: on a shared machine it says how far to trust wall-clock timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _audio_seconds(runs: dict[str, list[dict | None]], clip_id: str) -> float:
