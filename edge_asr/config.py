@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from edge_asr.errors import ConfigError
+from wakeword.config import ListenSection
 
 T = TypeVar("T")
 
@@ -30,6 +31,7 @@ class TranscribeSection:
 @dataclasses.dataclass
 class Config:
     transcribe: TranscribeSection = dataclasses.field(default_factory=TranscribeSection)
+    listen: ListenSection = dataclasses.field(default_factory=ListenSection)
     # Sections owned by other features are added here as they land (escalation, listen, dictate).
 
 
