@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from edge_asr.dictation import DictateSection
 from edge_asr.errors import ConfigError
 from wakeword.config import ListenSection
 
@@ -32,6 +33,7 @@ class TranscribeSection:
 class Config:
     transcribe: TranscribeSection = dataclasses.field(default_factory=TranscribeSection)
     listen: ListenSection = dataclasses.field(default_factory=ListenSection)
+    dictate: DictateSection = dataclasses.field(default_factory=DictateSection)
     # Sections owned by other features are added here as they land (escalation, listen, dictate).
 
 
