@@ -32,7 +32,8 @@ class CalibrationSet:
         root = Path(root)
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         if not files:
-            raise ConfigError(f"calibration: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {root}")
+            kinds = ", ".join(sorted(AUDIO_SUFFIXES))
+            raise ConfigError(f"calibration: no audio files ({kinds}) under {root}")
         return cls(root, files)
 
     def sha256(self) -> str:

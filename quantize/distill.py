@@ -47,12 +47,15 @@ def distill(student: Whisper, teacher: Whisper, calibration: CalibrationSet, tok
     for n, p in student.named_parameters():
         p.requires_grad_(not n.startswith(frozen))
     opt = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=0.0)
-    warmup = max(1, params.steps // 10)
+    # The schedule spans the steps that fit in max_minutes (re-estimated from the first steps' pace).
+    plan = {"steps": params.steps}
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay
+    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to zero at the planned end
+        total = plan["steps"]
+        warmup = max(1, total // 10)
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, params.steps - warmup)))
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     rng = random.Random(seed)
@@ -85,6 +88,9 @@ def distill(student: Whisper, teacher: Whisper, calibration: CalibrationSet, tok
         sched.step()
         losses.append(total)
         steps_run += 1
+        if steps_run == 3:
+            pace = (time.monotonic() - start) / 3
+            plan["steps"] = max(3, min(params.steps, int(params.max_minutes * 60 / pace)))
         bar.set_postfix(loss=f"{total:.4f}")
     student.eval()
     for p in student.parameters():

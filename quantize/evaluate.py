@@ -65,7 +65,7 @@ def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
     refs = [normalize(r) for r in references]
     hyps = [normalize(h) for h in hypotheses]
     # jiwer refuses empty references; an empty reference contributes only insertions, which we skip.
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r]
+    pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
     return jiwer.wer([r for r, _ in pairs], [h for _, h in pairs])
 
 

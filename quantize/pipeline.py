@@ -73,7 +73,11 @@ def build(source: str | Path, recipe: str | Path | Recipe, out: Path, calibratio
             weights=load_weights(source), recipe=recipe, out=tmp, scratch=scratch,
             calibration=CalibrationSet.from_dir(calib_dir) if calib_dir else None, progress=progress,
         )
-        for name, params in recipe.parsed():
+        from tqdm import tqdm
+
+        steps = tqdm(recipe.parsed(), desc=f"shrink {recipe.name}", unit="step", disable=not progress, leave=False)
+        for name, params in steps:
+            steps.set_postfix_str(name)
             STEP_RUNNERS[name](ctx, params)
         _finish_card(ctx, out.name)
         if out.exists():
@@ -120,21 +124,33 @@ def _export(ctx: BuildContext, p) -> None:
 
 
 def _sensitivity(ctx: BuildContext, p) -> None:
+    from quantize.quantization import matches, weight_groups
     from quantize.sensitivity import measure
 
     assert ctx.calibration is not None
     files = ctx.calibration.subset(p.utterances)
     tokens = teacher_tokens(ctx.out, ctx.calibration, files, progress=ctx.progress)
-    table = measure(ctx.out, ctx.calibration, tokens, mode=p.mode, block_size=p.block_size, progress=ctx.progress)
+    groups = [g for g in weight_groups(ctx.out) if matches(g, p.groups)]
+    table = measure(ctx.out, ctx.calibration, tokens, groups=groups, mode=p.mode, block_size=p.block_size,
+                    progress=ctx.progress)
     ctx.report["sensitivity"] = table
     worst = sorted(table, key=lambda g: -table[g]["kl"])[: p.exclude_worst]
     ctx.flagged = sorted(set(ctx.flagged) | set(worst))
 
 
+def _embedding_mode(requested: str, kept_out: list[str], fallback: str = "float") -> str:
+    """The embedding is quantized by its own code path: honour an exclusion (or sensitivity flag) of it here."""
+    from quantize.quantization import EMBEDDING, matches
+
+    return fallback if matches(EMBEDDING, kept_out) and requested != "float" else requested
+
+
 def _quantize_int8(ctx: BuildContext, p) -> None:
     from quantize.quantization import quantize_dynamic_int8, store_float_as_fp16
 
-    quantize_dynamic_int8(ctx.out, exclude=[*p.exclude, *ctx.flagged], embedding=p.embedding)
+    kept = [*p.exclude, *ctx.flagged]
+    quantize_dynamic_int8(ctx.out, exclude=kept, embedding=_embedding_mode(p.embedding, kept),
+                          embedding_block_size=p.embedding_block_size, embedding_equalize=p.embedding_equalize)
     store_float_as_fp16(ctx.out)
 
 
@@ -144,8 +160,9 @@ def _quantize_static(ctx: BuildContext, p) -> None:
     assert ctx.calibration is not None
     files = ctx.calibration.subset(p.utterances)
     tokens = teacher_tokens(ctx.out, ctx.calibration, files, progress=ctx.progress)
+    kept = [*p.exclude, *ctx.flagged]
     quantize_static_int8(ctx.out, [(ctx.calibration.mel(f), tokens[f]) for f in files],
-                         exclude=[*p.exclude, *ctx.flagged], embedding=p.embedding, dynamic=p.dynamic)
+                         exclude=kept, embedding=_embedding_mode(p.embedding, kept), dynamic=p.dynamic)
     store_float_as_fp16(ctx.out)
 
 
@@ -153,8 +170,10 @@ def _quantize_int4(ctx: BuildContext, p) -> None:
     from quantize.quantization import quantize_int4, store_float_as_fp16
 
     # Groups the sensitivity pass flags get int8 here rather than float: still small, far less damage.
-    quantize_int4(ctx.out, block_size=p.block_size, exclude=p.exclude, int8=[*p.int8, *ctx.flagged],
-                  embedding=p.embedding, embedding_block_size=p.embedding_block_size,
+    int8 = [*p.int8, *ctx.flagged]
+    embedding = _embedding_mode(_embedding_mode(p.embedding, int8, "int8"), p.exclude)
+    quantize_int4(ctx.out, block_size=p.block_size, exclude=p.exclude, int8=int8,
+                  embedding=embedding, embedding_block_size=p.embedding_block_size,
                   embedding_equalize=p.embedding_equalize, accuracy_level=p.accuracy_level)
     store_float_as_fp16(ctx.out)
 

@@ -149,11 +149,86 @@ def prune_ffn(mlp: nn.Sequential, scores: torch.Tensor, fraction: float, multipl
     return keep
 
 
+# --- refitting: the kept units take over the work of the removed ones ---------------------------------------
+
+def _lstsq(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight (out, in) and bias (out) minimising |x W^T + b - y|^2 (+ a little ridge), in float64."""
+    x = torch.cat([x.reshape(-1, x.shape[-1]), torch.ones(x[..., :1].numel(), 1)], dim=1).double()
+    y = y.reshape(-1, y.shape[-1]).double()
+    gram = x.T @ x
+    gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+    beta = torch.linalg.solve(gram, x.T @ y)  # (in + 1, out)
+    return beta[:-1].T.float().contiguous(), beta[-1].float().contiguous()
+
+
+def _attention_heads(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The attention sublayer's output before its out projection (what the kept heads produce)."""
+    from quantize.model import attention
+
+    a, h = block.attn, block.attn_ln(x)
+    out, _ = attention(a.query(h), a.key(h), a.value(h), a.n_head, causal=False)
+    return out
+
+
+@torch.no_grad()
+def refit_encoder(student: Whisper, teacher: Whisper, mels: torch.Tensor, ridge: float = 1e-3,
+                  cross_kv: bool = True) -> list[float]:
+    """Layer by layer, refit each pruned block's out projection and FFN output so its residual stream
+    matches the unpruned teacher's on calibration audio — the student's own (already drifted) inputs go in,
+    so each layer also corrects what the earlier ones lost. Returns the relative error left per layer."""
+    import torch.nn.functional as F
+
+    def stem(model: Whisper) -> torch.Tensor:
+        x = F.gelu(model.encoder.conv1(mels))
+        x = F.gelu(model.encoder.conv2(x)).permute(0, 2, 1)
+        return x + model.encoder.positional_embedding[: x.shape[1]]
+
+    x_t, x_s = stem(teacher), stem(student)
+    errors = []
+    for t_block, s_block in zip(teacher.encoder.blocks, student.encoder.blocks):
+        h_t = x_t + t_block.attn.out(_attention_heads(t_block, x_t))
+        heads = _attention_heads(s_block, x_s)
+        s_block.attn.out.weight.data, s_block.attn.out.bias.data = _lstsq(heads, h_t - x_s, ridge)
+        h_s = x_s + s_block.attn.out(heads)
+        y_t = h_t + t_block.mlp(t_block.mlp_ln(h_t))
+        hidden = s_block.mlp[1](s_block.mlp[0](s_block.mlp_ln(h_s)))
+        s_block.mlp[2].weight.data, s_block.mlp[2].bias.data = _lstsq(hidden, y_t - h_s, ridge)
+        x_s, x_t = h_s + s_block.mlp[2](hidden), y_t
+        errors.append(float((x_s - x_t).pow(2).mean() / x_t.pow(2).mean()))
+    # The decoder reads the encoder only through each layer's cross-attention keys and values: refit those
+    # projections too, from the student's final features to the teacher's keys and values.
+    if not cross_kv:
+        return errors
+    xa_s, xa_t = student.encoder.ln_post(x_s), teacher.encoder.ln_post(x_t)
+    for t_block, s_block in zip(teacher.decoder.blocks, student.decoder.blocks):
+        for name in ("key", "value"):
+            target = getattr(t_block.cross_attn, name)(xa_t)
+            layer = getattr(s_block.cross_attn, name)
+            weight, bias = _lstsq(xa_s, target, ridge)
+            layer.weight.data = weight
+            if layer.bias is not None:
+                layer.bias.data = bias
+            else:  # keys have no bias in Whisper: refit without one
+                layer.weight.data = _lstsq_no_bias(xa_s, target, ridge)
+    return errors
+
+
+def _lstsq_no_bias(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    x = x.reshape(-1, x.shape[-1]).double()
+    y = y.reshape(-1, y.shape[-1]).double()
+    gram = x.T @ x
+    gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+    return torch.linalg.solve(gram, x.T @ y).T.float().contiguous()
+
+
 def prune_model(model: Whisper, calibration: CalibrationSet, tokens: dict[Path, list[int]], params,
                 progress: bool = True) -> dict:
     """Prune in place as `params` (a recipe PruneStep) asks; returns the report for the model card."""
+    import copy
+
     before = count_parameters(model)
     report: dict = {"parameters_before": before}
+    teacher = copy.deepcopy(model).eval() if params.refit else None
     if params.encoder_layers:
         scores = layer_importance(model, calibration, tokens)
         drop = sorted(range(len(scores)), key=scores.__getitem__)[: params.encoder_layers]
@@ -175,6 +250,10 @@ def prune_model(model: Whisper, calibration: CalibrationSet, tokens: dict[Path, 
             report["decoder_ffn_width"] = [
                 prune_ffn(b.mlp, s, params.decoder_ffn) for b, s in zip(model.decoder.blocks, scores["decoder_ffn"])
             ]
+    if teacher is not None and (params.encoder_heads or params.encoder_ffn) and not params.encoder_layers:
+        files = calibration.subset(params.refit_utterances)
+        mels = torch.stack([torch.from_numpy(calibration.mel(f, model.dims.n_mels)) for f in files])
+        report["encoder_refit_error"] = [round(e, 5) for e in refit_encoder(model, teacher, mels)]
     heads = {b.attn.n_head for b in model.encoder.blocks}
     model.dims = dataclasses.replace(
         model.dims, n_audio_layer=len(model.encoder.blocks),

@@ -114,7 +114,8 @@ def _matmuls(model: onnx.ModelProto, exclude: Iterable[str]) -> tuple[list[str],
 
 # --- dynamic int8 -------------------------------------------------------------------------------------------
 
-def quantize_dynamic_int8(model_dir: Path, exclude: Iterable[str] = (), embedding: str = "int8") -> None:
+def quantize_dynamic_int8(model_dir: Path, exclude: Iterable[str] = (), embedding: str = "int8",
+                          embedding_block_size: int = 32, embedding_equalize: float = 1.0) -> None:
     """Per-channel int8 MatMul weights, dynamic uint8 activations; the conv front end stays float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -128,7 +129,7 @@ def quantize_dynamic_int8(model_dir: Path, exclude: Iterable[str] = (), embeddin
                 model, path, op_types_to_quantize=["MatMul"], per_channel=True, weight_type=QuantType.QInt8,
                 nodes_to_exclude=skip, extra_options={"MatMulConstBOnly": True},
             )
-    _embedding(model_dir, embedding)
+    _embedding(model_dir, embedding, block_size=embedding_block_size, equalize=embedding_equalize)
 
 
 # --- static int8 (QDQ) ---------------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def quantize_int4(model_dir: Path, block_size: int = 32, exclude: Iterable[str] 
 
 # --- the shared embedding / output projection ----------------------------------------------------------------
 
-def _embedding(model_dir: Path, mode: str, block_size: int = 64, equalize: float = 0.5) -> None:
+def _embedding(model_dir: Path, mode: str, block_size: int = 32, equalize: float = 1.0) -> None:
     path = model_dir / DECODER
     model = onnx.load(str(path))
     if mode == "int8":
@@ -282,7 +283,7 @@ def share_embedding_int8(model: onnx.ModelProto) -> None:
 
 
 def share_embedding_nbits(model: onnx.ModelProto, bits: int = 4, block_size: int = 32,
-                          equalize: float = 0.5) -> None:
+                          equalize: float = 1.0) -> None:
     """Store the embedding once, blockwise-quantized (vocab-major, packed along the state axis).
 
     The same bytes feed ONNX Runtime's GatherBlockQuantized (lookup) and, reshaped, MatMulNBits (logits):

@@ -41,7 +41,9 @@ class PruneStep:
     encoder_ffn: float = 0.0  # fraction of FFN channels removed from every encoder layer
     encoder_layers: int = 0  # whole encoder layers removed (the least important)
     decoder_ffn: float = 0.0  # fraction of FFN channels removed from every decoder layer
+    refit: bool = True  # least-squares refit of each pruned encoder layer's outputs to the unpruned model's
     utterances: int = 24  # calibration clips used to measure importance
+    refit_utterances: int = 0  # calibration clips used to refit (0: all)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class QuantizeInt8Step:
 
     exclude: list[str] = field(default_factory=list)  # groups kept float, names or globs (see `sensitivity`)
     embedding: Literal["int8", "int4", "float"] = "int8"
+    embedding_block_size: int = 32  # for embedding: int4
+    embedding_equalize: float = 1.0  # for embedding: int4 (see quantization.share_embedding_nbits)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class SensitivityStep:
     """Quantize one layer group at a time (dynamic int8), measure the damage on calibration audio."""
 
     utterances: int = 8
+    groups: list[str] = field(default_factory=lambda: ["*"])  # which groups to measure (names or globs)
     mode: Literal["int8", "int4"] = "int8"  # quantize each group as dynamic int8 or as 4-bit blocks
     block_size: int = 32  # for mode int4
     exclude_worst: int = 0  # later quantize steps keep this many of the worst groups out (float, or int8 in int4)

@@ -58,7 +58,8 @@ def measure(model_dir: Path, calibration: CalibrationSet, tokens: dict[Path, lis
     """{group: {kl, top1_changed}} for every quantizable group of an fp32 model directory."""
     from tqdm import tqdm
 
-    groups = groups or weight_groups(model_dir)
+    every = weight_groups(model_dir)
+    groups = groups or every
     ref = _Runner(model_dir)
     files = list(tokens)
     mels = {f: calibration.mel(f) for f in files}
@@ -70,7 +71,7 @@ def measure(model_dir: Path, calibration: CalibrationSet, tokens: dict[Path, lis
         for group in tqdm(groups, desc="sensitivity", unit="group", disable=not progress, leave=False):
             shutil.rmtree(trial, ignore_errors=True)
             shutil.copytree(model_dir, trial)
-            quantize_only(trial, group, groups, mode, block_size)
+            quantize_only(trial, group, every, mode, block_size)
             run = _Runner(trial)
             kl, changed, count = 0.0, 0, 0
             for f in files:

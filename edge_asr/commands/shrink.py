@@ -8,7 +8,7 @@ import datetime
 import json
 from pathlib import Path
 
-from edge_asr.errors import ModelError
+from edge_asr.errors import ConfigError, ModelError
 from edge_asr.model_dir import ModelCard, size_on_disk
 
 
@@ -19,11 +19,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", default="tiny.en",
                    help="weights: tiny.en | base (bundled), a CTranslate2 dir, an openai .pt, or an HF dir")
     p.add_argument("--calibration", type=Path,
-                   help="folder of unlabeled recordings (needed by static int8, sensitivity, pruning, distillation)")
-    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+                   help="folder of unlabeled recordings (for static int8, sensitivity, pruning, distillation)")
+    p.add_argument("--out", type=Path, help="model directory to write")
     p.add_argument("--evaluate", type=Path, metavar="DATA",
-                   help="manifest.tsv (or its folder) with id, wav, reference_text: measure WER and speed and "
-                        "write them into the card")
+                   help="manifest.tsv (or its folder) with id, wav, reference_text: measure WER and speed "
+                        "and write them into the card")
     p.add_argument("--threads", type=int, default=2, help="threads for --evaluate (default 2)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
     p.add_argument("--list-recipes", action="store_true", help="print the built-in recipes and exit")
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         for name in builtin_recipes():
             print(f"{name:14} {load_recipe(name).description}")
         return 0
+    if args.out is None:
+        raise ConfigError("shrink: missing --out DIR (the model directory to write)")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -51,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
         result = evaluate(out, args.evaluate, threads=args.threads)
         result["measured"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        card.metrics[Path(args.evaluate).resolve().parent.name if Path(args.evaluate).is_file()
-                     else Path(args.evaluate).resolve().name] = result
+        data = Path(args.evaluate).resolve()
+        card.metrics[(data.parent if data.is_file() else data).name] = result  # keyed by data set, e.g. speech-dev
         card.save(out)
-    summary = {"out": str(out), "recipe": card.recipe.get("name"), "bytes": size_on_disk(out), "files": card.files,
-               "metrics": {k: v for k, v in card.metrics.items() if k != "sensitivity"}}
+    summary = {"out": str(out), "recipe": card.recipe.get("name"), "bytes": size_on_disk(out),
+               "files": card.files, "metrics": {k: v for k, v in card.metrics.items() if k != "sensitivity"}}
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
