@@ -44,6 +44,11 @@ _CLIP = {
 _WORD = re.compile(r"[\w']+")
 
 
+def has_words(text: str) -> bool:
+    """Does a transcript say anything? Whisper often writes just " ." (or nothing) where nobody spoke."""
+    return _WORD.search(text) is not None
+
+
 def _get(obj: Any, key: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(key, default)

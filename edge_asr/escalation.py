@@ -149,12 +149,16 @@ class EscalationPolicy:
 
     def _route_window(self, group: list[Segment], audio: np.ndarray, start: float, end: float,
                       language: str | None) -> list[Segment]:
+        from edge_asr.confidence import has_words
+
         span_s = max(end - start, 0.0)
         confidence = self.confidence_model.score(group, span_s)
         decision = RoutingDecision(start, end, "accepted", confidence, "".join(s.text for s in group).strip())
         with self._lock:
             self.stats.seen_s += span_s
-            if confidence < self.min_confidence:
+            # A window without a word (Whisper's " ." where nobody spoke) has nothing to correct, and its audio
+            # is the audio where nobody spoke: it never goes up.
+            if confidence < self.min_confidence and has_words(decision.local_text):
                 budget = self.max_share * self.stats.seen_s + self.burst_s
                 if self.stats.sent_s + span_s > budget:
                     decision.status, decision.reason = "skipped", "share_cap"
