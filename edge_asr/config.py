@@ -16,6 +16,7 @@ import yaml
 
 from edge_asr.dictation import DictateSection
 from edge_asr.errors import ConfigError
+from edge_asr.escalation import EscalationSection
 from wakeword.config import ListenSection
 
 T = TypeVar("T")
@@ -33,8 +34,8 @@ class TranscribeSection:
 class Config:
     transcribe: TranscribeSection = dataclasses.field(default_factory=TranscribeSection)
     listen: ListenSection = dataclasses.field(default_factory=ListenSection)
+    escalation: EscalationSection = dataclasses.field(default_factory=EscalationSection)
     dictate: DictateSection = dataclasses.field(default_factory=DictateSection)
-    # Sections owned by other features are added here as they land (escalation, listen, dictate).
 
 
 def _type_name(tp: Any) -> str:

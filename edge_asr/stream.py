@@ -7,36 +7,18 @@ Wake-word listening and dictation both consume `open_stream(...)`. Every frame h
 from __future__ import annotations
 
 import queue
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from edge_asr.audio import SAMPLE_RATE
 from edge_asr.errors import AudioError
 
-SAMPLE_RATE = 16000
 FRAME_SAMPLES = 1280  # 80 ms: openWakeWord's hop, also a fine VAD/dictation granularity
 STDIN = "-"
 MICROPHONE = "mic"
-
-
-def load_file_audio(path: str | Path) -> np.ndarray:
-    """Decode any soundfile-readable file to 16 kHz mono float32 (the core loader's semantics)."""
-    # Stand-in until the core's edge_asr.audio.load_audio lands; then this delegates to it.
-    import soundfile
-    import soxr
-
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise AudioError(f"{path}: cannot read audio ({str(e).splitlines()[0]})") from None
-    audio = audio.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        audio = soxr.resample(audio, rate, SAMPLE_RATE)
-    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 class AudioStream:
@@ -73,44 +55,41 @@ class AudioStream:
 
 
 def open_stream(source: str | Path | np.ndarray | None = MICROPHONE, *, frame_samples: int = FRAME_SAMPLES,
-                realtime: bool = False, device: int | str | None = None,
-                stdin: BinaryIO | None = None) -> AudioStream:
+                realtime: bool = False, device: int | str | None = None) -> AudioStream:
     """Open `source`: "mic"/None (sounddevice), "-" (raw s16le 16 kHz mono PCM on stdin), a path, or an array.
 
-    Files and arrays run as fast as possible unless `realtime` paces them at the audio's own speed
-    (what a live microphone would deliver); the microphone and stdin are paced by their producer.
+    Files, stdin and arrays are decoded by the core loader (edge_asr.audio: any format, rate and channel
+    count). Files and arrays run as fast as possible unless `realtime` paces them at the audio's own speed,
+    as a microphone would deliver them; the microphone and stdin are paced by their producer.
     """
     if frame_samples <= 0:
         raise ValueError("frame_samples must be positive")
     if source is None or (isinstance(source, str) and source == MICROPHONE):
         return _microphone(frame_samples, device)
-    if isinstance(source, str) and source == STDIN:
-        pipe = stdin if stdin is not None else sys.stdin.buffer
-        return AudioStream(_pcm_frames(pipe, frame_samples), frame_samples, "stdin")
-    if isinstance(source, np.ndarray):
-        audio, description = _as_mono_float32(source), "array"
-    else:
-        audio, description = load_file_audio(source), str(source)
-    frames = _array_frames(audio, frame_samples)
-    if realtime:
+    from edge_asr.audio import audio_info, describe, stream_audio
+
+    live = isinstance(source, str) and source == STDIN
+    if not live:
+        audio_info(source)  # fail now, with the core loader's message, if the file cannot be read
+    # Small blocks for stdin so a live pipe (arecord | edge-asr listen --input -) is not held back.
+    blocks = stream_audio(source, block_seconds=frame_samples / SAMPLE_RATE if live else 10.0)
+    frames = _reframe(blocks, frame_samples)
+    if realtime and not live:
         frames = _paced(frames, frame_samples / SAMPLE_RATE)
-    return AudioStream(frames, frame_samples, description)
+    return AudioStream(frames, frame_samples, describe(source))
 
 
-def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
-    if audio.ndim != 1:
-        raise AudioError(f"audio array must be 1-D 16 kHz mono, got shape {audio.shape}")
-    if audio.dtype == np.int16:
-        return audio.astype(np.float32) / 32768.0
-    return audio.astype(np.float32, copy=False)
-
-
-def _array_frames(audio: np.ndarray, frame_samples: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(audio), frame_samples):
-        frame = audio[start:start + frame_samples]
-        if len(frame) < frame_samples:
-            frame = np.pad(frame, (0, frame_samples - len(frame)))
-        yield frame
+def _reframe(blocks: Iterator[np.ndarray], frame_samples: int) -> Iterator[np.ndarray]:
+    """Blocks of any length -> frames of exactly `frame_samples` (the last one zero-padded)."""
+    pending = np.zeros(0, dtype=np.float32)
+    for block in blocks:
+        pending = np.concatenate((pending, block)) if len(pending) else block
+        n = len(pending) // frame_samples * frame_samples
+        for start in range(0, n, frame_samples):
+            yield pending[start:start + frame_samples]
+        pending = pending[n:]
+    if len(pending):
+        yield np.pad(pending, (0, frame_samples - len(pending)))
 
 
 def _paced(frames: Iterator[np.ndarray], frame_s: float) -> Iterator[np.ndarray]:
@@ -123,48 +102,48 @@ def _paced(frames: Iterator[np.ndarray], frame_s: float) -> Iterator[np.ndarray]
         yield frame
 
 
-def _pcm_frames(pipe: BinaryIO, frame_samples: int) -> Iterator[np.ndarray]:
-    frame_bytes = 2 * frame_samples
-    pending = b""
-    while True:
-        chunk = pipe.read(frame_bytes - len(pending))
-        if not chunk:
-            break
-        pending += chunk
-        if len(pending) == frame_bytes:
-            yield np.frombuffer(pending, dtype="<i2").astype(np.float32) / 32768.0
-            pending = b""
-    if len(pending) >= 2:
-        tail = np.frombuffer(pending[: len(pending) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
-        yield np.pad(tail, (0, frame_samples - len(tail)))
-
-
 def _microphone(frame_samples: int, device: int | str | None) -> AudioStream:
     try:
         import sounddevice  # lazy: needs PortAudio and a sound card, only for live input
     except OSError as e:  # PortAudio library missing
         raise AudioError(f"microphone unavailable: {e}") from None
-    frames: queue.Queue[np.ndarray] = queue.Queue()
+    blocks: queue.Queue[np.ndarray] = queue.Queue()
 
     def on_audio(indata, n_frames, time_info, status) -> None:
-        frames.put(indata[:, 0].copy())
+        blocks.put(indata[:, 0].copy())
 
-    try:
-        stream = sounddevice.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32",
-                                         blocksize=frame_samples, device=device, callback=on_audio)
+    def open_at(rate: int):
+        block = round(frame_samples * rate / SAMPLE_RATE)
+        stream = sounddevice.InputStream(samplerate=rate, channels=1, dtype="float32", device=device,
+                                         blocksize=block, callback=on_audio)
         stream.start()
-    except Exception as e:  # PortAudioError and friends: no device, unsupported rate
+        return stream
+
+    rate = SAMPLE_RATE
+    try:
+        try:
+            stream = open_at(rate)
+        except sounddevice.PortAudioError:  # many cards only record at 44.1/48 kHz: resample here
+            rate = int(sounddevice.query_devices(device, "input")["default_samplerate"])
+            stream = open_at(rate)
+    except Exception as e:  # PortAudioError and friends: no device, no input channels
         raise AudioError(f"cannot open microphone: {str(e).splitlines()[0]}") from None
 
-    def read() -> Iterator[np.ndarray]:
+    def captured() -> Iterator[np.ndarray]:
+        resampler = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         while stream.active:
             try:
-                yield frames.get(timeout=1.0)
+                block = blocks.get(timeout=1.0)
             except queue.Empty:
                 continue
+            yield resampler.resample_chunk(block) if resampler else block
 
     def close() -> None:
         stream.stop()
         stream.close()
 
-    return AudioStream(read(), frame_samples, "microphone", close=close)
+    return AudioStream(_reframe(captured(), frame_samples), frame_samples, "microphone", close=close)

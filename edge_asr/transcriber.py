@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_asr.alignment import align_words
-from edge_asr.audio import AudioSource, audio_info, describe, stream_audio
+from edge_asr.audio import AudioSource, audio_info, stream_audio
 from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax
 from edge_asr.engine import WhisperEngine
 from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, log_mel
@@ -128,7 +128,7 @@ class Transcriber:
             opts.fast_path = self.card.fast_path.safe
         _, duration = audio_info(audio)
         buffer = _AudioBuffer(stream_audio(audio))
-        first: tuple[np.ndarray, np.ndarray] | None = None
+        first = None  # the first window, when language detection already encoded it
         if self.card.multilingual and opts.language is None:
             first = self._encode_window(buffer, 0, opts.fast_path)
             opts.language = self.detect_language(first[1]) if first[1] is not None else "en"
@@ -138,7 +138,7 @@ class Transcriber:
             language=opts.language or "en", duration=duration, model=self.card.name,
             options=dataclasses.asdict(opts),
         )
-        return self._segments(buffer, opts, first, describe(audio)), info
+        return self._segments(buffer, opts, first), info
 
     def detect_language(self, cross_kv: np.ndarray) -> str:
         tok = self.tokenizer.special
@@ -163,7 +163,7 @@ class Transcriber:
         return chunk, self.engine.encode(mel)
 
     def _segments(
-        self, buffer: _AudioBuffer, opts: TranscribeOptions, first, name: str
+        self, buffer: _AudioBuffer, opts: TranscribeOptions, first: tuple[np.ndarray, np.ndarray | None] | None
     ) -> Iterator[Segment]:
         tok = self.tokenizer
         ts_begin = tok.special.timestamp_begin

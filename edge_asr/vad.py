@@ -28,9 +28,9 @@ class SileroVad:
     remainder carries over to the next frame, so results do not depend on how audio was framed."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1) -> None:
-        from wakeword.features import onnx_session
+        from edge_asr.engine import make_session
 
-        self._session = onnx_session(model_path or silero_model_path(), threads)
+        self._session = make_session(Path(model_path or silero_model_path()), threads)
         self.reset()
 
     def reset(self) -> None:

@@ -32,11 +32,18 @@ def test_any_rate_and_channels_become_16k_mono(tmp_path):
     assert abs(len(frames) * FRAME_SAMPLES / 16000 - sf.info(SPEECH).duration) < 0.1
 
 
-def test_stdin_raw_pcm_and_arrays():
+def test_stdin_raw_pcm(monkeypatch):
     pcm = (np.sin(np.arange(4000) / 5) * 10000).astype("<i2")
-    frames = list(open_stream("-", stdin=io.BytesIO(pcm.tobytes())))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pcm.tobytes())))
+    frames = list(open_stream("-"))
     assert len(frames) == 4 and np.allclose(frames[0][:10], pcm[:10] / 32768)
-    assert len(list(open_stream(pcm.astype(np.int16)))) == 4
+    assert np.allclose(np.concatenate(frames)[:4000], pcm / 32768) and not frames[-1][4000 - 3 * 1280:].any()
+
+
+def test_arrays_are_framed_as_is():
+    audio = np.linspace(-1, 1, 3000, dtype=np.float32)
+    frames = list(open_stream(audio))
+    assert [len(f) for f in frames] == [1280] * 3 and np.array_equal(np.concatenate(frames)[:3000], audio)
 
 
 def test_realtime_pacing():
@@ -50,6 +57,8 @@ def test_unreadable_file_is_a_user_error(tmp_path):
     bad.write_text("hello")
     with pytest.raises(AudioError, match="not-audio.wav"):
         open_stream(bad)
+    with pytest.raises(AudioError, match="no such file"):
+        open_stream(tmp_path / "missing.wav")
 
 
 def test_vad_probability_separates_speech_from_silence():

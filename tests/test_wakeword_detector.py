@@ -6,7 +6,7 @@ import soundfile as sf
 from wakeword_helpers import clips
 
 from edge_asr.errors import ModelError
-from wakeword.detector import RingBuffer, WakeWordDetector, WakeWordSpec
+from wakeword.detector import RingBuffer, Trigger, WakeWordDetector, WakeWordSpec
 from wakeword.models import wakeword_model_path
 
 FRAME = 1280
@@ -68,6 +68,18 @@ def test_patience_and_refractory_period():
     assert count(WakeWordSpec("alexa", threshold=0.5, refractory_s=0.5)) == 2
     assert count(WakeWordSpec("alexa", threshold=0.5, refractory_s=10.0)) == 1
     assert count(WakeWordSpec("alexa", threshold=0.5, patience=40, refractory_s=0.5)) == 0
+
+
+@pytest.mark.parametrize("scores, expected", [
+    ([0, 0.3, 0.6, 0.95, 0.99, 0.4, 0], [(3, 0.95)]),  # reported as soon as the peak passes 0.9
+    ([0, 0.3, 0.5, 0.4, 0.3, 0.3, 0], [(4, 0.5)]),  # never reaches 0.9: its peak, 3 frames later
+    ([0, 0.3, 0.1, 0, 0, 0, 0], [(2, 0.3)]),  # a blip: reported when it falls
+    ([0, 0.1, 0.15, 0.1, 0], []),
+])
+def test_trigger_waits_for_the_peak_of_a_candidate(scores, expected):
+    trigger = Trigger(WakeWordSpec("alexa", threshold=0.2, accept_threshold=0.9))
+    fired = [(i, trigger.update(s, (i + 1) * 0.08)) for i, s in enumerate(scores)]
+    assert [(i, score) for i, score in fired if score is not None] == expected
 
 
 def test_two_wake_words_share_one_front_end():

@@ -70,3 +70,8 @@ def test_wake_phrase_is_found_and_stripped():
     assert strip_wake_phrase("Alexa, turn on the kitchen lights.", ["alexa"]) == "turn on the kitchen lights"
     assert strip_wake_phrase("Hey Jarvis what's the weather", ["hey jarvis"]) == "what's the weather"
     assert strip_wake_phrase("turn on the lights", ["alexa"]) == "turn on the lights"
+
+
+def test_prompt_primes_the_command_vocabulary(grammar):
+    assert grammar.prompt() == ("Turn on the lights. Set a timer for 5 minutes. "
+                                "What's the weather like today. Volume up. Off, down, all the way up.")

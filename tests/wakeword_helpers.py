@@ -69,11 +69,11 @@ def add_noise(src: Path, out: Path, volume: float = 0.02, kind: str = "pinknoise
 
 
 def wake_and_command(tmp: Path, command: str, name: str = "utterance", alexa: Path | None = None,
-                     voice: str = "espeak:en-us", noise: float = 0.02) -> Path:
-    """1 s silence, a real "alexa" clip, 0.3 s pause, the TTS command, 1.5 s silence; noise under it all."""
+                     voice: str = "espeak:en-us", noise: float = 0.02, pause_s: float = 0.3) -> Path:
+    """1 s silence, a real "alexa" clip, a pause, the TTS command, 1.5 s silence; noise under it all."""
     alexa = alexa or clips("alexa")[1]
     speech = concat(tmp / f"{name}.clean.wav", silence(tmp / "lead.wav", 1.0), alexa,
-                    silence(tmp / "gap.wav", 0.3), tts(command, tmp / f"{name}.cmd.wav", voice),
+                    silence(tmp / "gap.wav", pause_s), tts(command, tmp / f"{name}.cmd.wav", voice),
                     silence(tmp / "tail.wav", 1.5))
     return add_noise(speech, tmp / f"{name}.wav", noise) if noise else speech
 

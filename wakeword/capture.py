@@ -10,6 +10,7 @@ import numpy as np
 from edge_asr.vad import Endpointer, SileroVad
 from wakeword.config import CaptureConfig
 
+WAKE_TAIL_S = 0.5
 Outcome = Literal["silence", "max_length", "no_speech", "end_of_stream"]
 
 
@@ -29,24 +30,46 @@ class CommandRecorder:
                                      max_speech_s=config.max_command_s)
         self.active = False
         self._chunks: list[np.ndarray] = []
-        self._start_t = 0.0
+        self._start_t = self._wait_from = 0.0
 
     def start(self, pre_roll: np.ndarray, t: float) -> None:
         """Begin at stream time `t` (the detection). The VAD starts fresh there: the wake word itself, which
         ended just before, must not count as the start of the command."""
         self.endpointer.reset(t)
         self._chunks = [pre_roll]
-        self._start_t = t
+        self._start_t = self._wait_from = t
         self.active = True
 
     def feed(self, frame: np.ndarray) -> CapturedCommand | None:
         self._chunks.append(frame)
         for event in self.endpointer.feed(frame):
-            if event.kind == "end":
+            if event.kind == "end" and self._is_wake_word_tail(event.t):
+                self._wait_from = self.endpointer.t  # the user may pause after the wake word: keep waiting
+            elif event.kind == "end":
                 return self._stop(event.reason, event.t)
-        if not self.endpointer.in_speech and self.endpointer.t - self._start_t >= self.config.start_timeout_s:
+        waited = self.endpointer.t - self._wait_from
+        if not self.endpointer.in_speech and waited >= self.config.start_timeout_s:
             return self._stop("no_speech", None)
         return None
+
+    def _is_wake_word_tail(self, speech_end_t: float) -> bool:
+        # openWakeWord fires during the word's last syllable, so speech that is already under way when
+        # recording starts and stops soon after is the wake word itself, not the command.
+        start = self.endpointer.speech_start
+        # (A fresh Silero state may need a frame or two to hear speech that is already going.)
+        under_way = start is not None and start <= self._start_t + 0.2
+        return under_way and speech_end_t - start < WAKE_TAIL_S
+
+    def pause_started_at(self) -> float | None:
+        """Mid-command, while the speaker is silent: where the speech stopped (it may be the end)."""
+        ep = self.endpointer
+        if self.active and ep.in_speech and ep.t > ep.last_speech_end:
+            return round(ep.last_speech_end, 3)
+        return None
+
+    def audio(self) -> np.ndarray:
+        """Everything recorded so far, pre-roll included."""
+        return np.concatenate(self._chunks)
 
     def finish(self) -> CapturedCommand | None:
         """The stream ended while recording."""
@@ -59,6 +82,6 @@ class CommandRecorder:
 
     def _stop(self, outcome: Outcome, speech_end_t: float | None) -> CapturedCommand:
         self.active = False
-        audio = np.concatenate(self._chunks)
+        audio = self.audio()
         self._chunks = []
         return CapturedCommand(audio, outcome, speech_end_t, round(self.endpointer.t, 3))

@@ -68,9 +68,14 @@ class CommandConfig:
 @dataclass
 class ListenSection:
     wakewords: list[WakeWordConfig] = field(default_factory=lambda: [WakeWordConfig()])
-    # "local": the transcriber must hear the wake phrase in the pre-roll; "none": first stage only.
-    verifier: Literal["local", "none"] = "local"
+    # Second stage for candidates below accept_threshold. "local": the transcriber must hear the wake phrase
+    # in the pre-roll; "cloud": the escalation endpoint must (the local check stands in when it can't
+    # answer); "none": the first stage alone decides.
+    verifier: Literal["local", "cloud", "none"] = "local"
     language: str | None = "en"
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     min_match_score: float = 0.6
+    # Primes the transcriber for commands (not for the wake-word check): "auto" = an example sentence per
+    # command plus the choice-slot options; null = none; any other text is used as it is.
+    command_prompt: str | None = "auto"
     commands: list[CommandConfig] = field(default_factory=list)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wakeword.features import FRAME_SAMPLES, SpeechEmbeddingStream, onnx_session
+from edge_asr.audio import SAMPLE_RATE
+from edge_asr.engine import make_session
+from wakeword.features import FRAME_SAMPLES, SpeechEmbeddingStream
 from wakeword.models import wakeword_display_name, wakeword_model_path
 
-SAMPLE_RATE = 16000
 _WARMUP_FRAMES = 5  # like openWakeWord: the first scores come from the synthetic start-up buffer
 
 
@@ -57,7 +58,7 @@ class Trigger:
         self._peak: float | None = None  # an open candidate's best score so far
         self._waited = 0
 
-    def update(self, score: float, t: float, blocked: bool = False) -> float | None:
+    def update(self, score: float, t: float) -> float | None:
         """Feed one frame's score at stream time t (end of frame); the detection's score if one fires."""
         spec = self.spec
         self.streak = self.streak + 1 if score >= spec.threshold else 0
@@ -67,7 +68,7 @@ class Trigger:
                 return self._fire(t)
             return None
         # One detection per run of high scores (they stay high for several frames after the word).
-        if self.streak != spec.patience or blocked or t - self.last_fired < spec.refractory_s:
+        if self.streak != spec.patience or t - self.last_fired < spec.refractory_s:
             return None
         self._peak, self._waited = score, 0
         if spec.accept_threshold is None or score >= spec.accept_threshold:
@@ -85,7 +86,7 @@ class WakeWordHead:
 
     def __init__(self, spec: WakeWordSpec, threads: int = 1) -> None:
         self.spec = spec
-        self._session = onnx_session(wakeword_model_path(spec.model), threads)
+        self._session = make_session(wakeword_model_path(spec.model), threads)
         self._input = self._session.get_inputs()[0]
         self.n_features = int(self._input.shape[1])
 
@@ -133,7 +134,6 @@ class WakeWordDetector:
         self.embeddings.reset()
         self.frames_seen = 0
         self.triggers = {h.spec.name: Trigger(h.spec) for h in self.heads}
-        self._quiet_until = 0.0
 
     @property
     def t(self) -> float:
@@ -149,14 +149,9 @@ class WakeWordDetector:
 
     def process(self, frame: np.ndarray) -> list[Detection]:
         scores = self.scores(frame)
-        quiet = self.t < self._quiet_until
         detections = []
         for name, score in scores.items():
-            fired = self.triggers[name].update(score, self.t, blocked=quiet)
+            fired = self.triggers[name].update(score, self.t)
             if fired is not None:
                 detections.append(Detection(name, round(fired, 4), round(self.t, 3)))
         return detections
-
-    def suppress(self, seconds: float) -> None:
-        """No detections of any word for `seconds` from now (the listener's own refractory period)."""
-        self._quiet_until = max(self._quiet_until, self.t + seconds)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_asr.audio import load_audio
 from edge_asr.errors import AudioError
-from edge_asr.stream import load_file_audio
 from wakeword.detector import FRAME_SAMPLES, SAMPLE_RATE, Trigger, WakeWordDetector, WakeWordSpec
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -172,7 +172,7 @@ def score_files(files: list[Path], wakeword: str, *, threads: int = 1, with_word
         vad = SileroVad()
     traces = []
     for f in tqdm(files, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False):
-        trace = score_clip(detector, name, load_file_audio(f), str(f))
+        trace = score_clip(detector, name, load_audio(f), str(f))
         if vad is not None:
             trace.word_end_s = speech_end_s(trace.audio, vad)
         traces.append(trace)

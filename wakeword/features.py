@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_asr.engine import make_session
 from wakeword.models import resource_model
 
 FRAME_SAMPLES = 1280  # the embedding model advances by 8 mel frames = 80 ms
@@ -17,31 +18,22 @@ _MEL_WINDOW = 76  # mel frames per embedding
 _MAX_FEATURES = 120  # ~10 s of embeddings, enough for any bundled head (timer needs 34)
 
 
-def onnx_session(path, threads: int = 1):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 class SpeechEmbeddingStream:
     """Feed 1280-sample frames; keeps the last embeddings (96-d, one per frame) for wake-word heads."""
 
     def __init__(self, threads: int = 1) -> None:
-        self._melspec = onnx_session(resource_model("melspectrogram.onnx"), threads)
-        self._embedding = onnx_session(resource_model("embedding_model.onnx"), threads)
+        self._melspec = make_session(resource_model("melspectrogram.onnx"), threads)
+        self._embedding = make_session(resource_model("embedding_model.onnx"), threads)
+        # openWakeWord starts from a mel buffer of ones and embeddings of low noise; the same start
+        # keeps scores identical to its Model once the first seconds have passed.
+        noise = np.random.default_rng(0).integers(-1000, 1000, 16000 * 4).astype(np.float32)
+        self._initial_features = self._embed_clip(noise)
         self.reset()
 
     def reset(self) -> None:
         self._raw = np.zeros(FRAME_SAMPLES + _MEL_CONTEXT, dtype=np.float32)
-        # openWakeWord starts from a mel buffer of ones and embeddings of low noise; the same start
-        # keeps scores identical to its Model once the first seconds have passed.
         self._mel = np.ones((_MEL_WINDOW, 32), dtype=np.float32)
-        noise = np.random.default_rng(0).integers(-1000, 1000, 16000 * 4).astype(np.float32)
-        self.features = self._embed_clip(noise)
+        self.features = self._initial_features.copy()
 
     def _melspectrogram(self, pcm: np.ndarray) -> np.ndarray:
         spec = self._melspec.run(None, {"input": pcm[None, :]})[0]

@@ -21,7 +21,7 @@ _TOKEN = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|[^\s\[\]{}]+")
 _SLOT = re.compile(r"^\{([A-Za-z_]\w*)(?::(.+))?\}$")
 _INF = float("inf")
 MAX_TEXT_SLOT_WORDS = 6
-_MIN_WORD_SIMILARITY = 0.5  # below this a misheard word counts as missing + extra
+_MIN_WORD_SIMILARITY = 0.5  # below this a heard word is simply a different word (one error)
 _EDGE_EXTRA_COST = 0.5  # extra words before/after the command ("uh", a wake-word remnant, "please")
 _FILLERS = frozenset({"please", "uh", "um", "hey", "oh", "okay", "ok", "now", "so"})
 _ARTICLES = frozenset({"a", "an", "the"})  # recognizers swap these freely
@@ -143,8 +143,9 @@ def word_similarity(a: str, b: str) -> float:
 
 
 def _literal_cost(heard: str, expected: str) -> float:
+    """A misheard word costs less the more it resembles the phrase word; a different word costs 1."""
     sim = word_similarity(heard, expected)
-    return 1.0 - sim if sim >= _MIN_WORD_SIMILARITY else _INF
+    return 1.0 - sim if sim >= _MIN_WORD_SIMILARITY else 1.0
 
 
 def _choice_cost(heard: tuple[str, ...], element: Element) -> tuple[float, str]:
@@ -163,13 +164,11 @@ def _span_options(element: Element, words: list[str], j: int):
     n = len(words)
     if element.kind == "word":
         if j < n:
-            cost = _literal_cost(words[j], element.value)
-            if cost < _INF:
-                yield 1, cost, None
+            yield 1, _literal_cost(words[j], element.value), None
         if j + 1 < n:  # one phrase word heard as two ("what's" as "what is")
-            cost = _literal_cost(words[j] + words[j + 1], element.value)
-            if cost < _INF:
-                yield 2, cost + 0.1, None
+            sim = word_similarity(words[j] + words[j + 1], element.value)
+            if sim >= _MIN_WORD_SIMILARITY:
+                yield 2, 1.1 - sim, None
         return
     if element.kind == "text":
         for k in range(1, min(MAX_TEXT_SLOT_WORDS, n - j) + 1):
@@ -274,6 +273,32 @@ class Grammar:
     def match(self, text: str) -> CommandMatch | None:
         best = self.best(text)
         return best if best is not None and best.score >= self.min_score else None
+
+    def prompt(self) -> str:
+        """Text to prime the transcriber with the command vocabulary: one example sentence per command, then
+        the other options of every choice slot ("Turn on the kitchen lights. ... Bedroom, garage.")."""
+        sentences = [example_sentence(c.phrases[0]) for c in self.commands if c.phrases]
+        options: list[str] = []
+        for command in self.commands:
+            for phrase in command.phrases:
+                for e in phrase.elements:
+                    options += [o for o, _ in e.choices[1:] if o not in options]
+        if options:
+            sentences.append(", ".join(options).capitalize() + ".")
+        return " ".join(sentences)
+
+
+def example_sentence(phrase: Phrase) -> str:
+    """ "turn {state:on|off} the {room} lights" -> "Turn on the lights." (a choice as its first option, a
+    number as 5, free text left out), in the phrase's own spelling."""
+
+    def slot(m: re.Match) -> str:
+        kind = (m.group(2) or "").strip()
+        return "5" if kind == "int" else kind.split("|")[0].strip() if kind else ""
+
+    text = re.sub(r"\{([A-Za-z_]\w*)(?::([^}]*))?\}", slot, phrase.text)
+    text = " ".join(text.replace("[", "").replace("]", "").split())
+    return text[:1].upper() + text[1:] + "." if text else ""
 
 
 def find_phrase(text: str, phrase: str, min_similarity: float = 0.7) -> tuple[float, int] | None:

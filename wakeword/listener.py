@@ -25,7 +25,7 @@ from wakeword.capture import CapturedCommand, CommandRecorder
 from wakeword.commands import ListenPlan, WakeWordPlan
 from wakeword.detector import SAMPLE_RATE, Detection, RingBuffer, WakeWordDetector
 from wakeword.grammar import find_phrase, normalize_words
-from wakeword.verify import Transcribe, TranscriptVerifier, Verifier
+from wakeword.verify import Transcribe, TranscribeAhead, TranscriptVerifier, Verifier
 
 
 @dataclass
@@ -39,7 +39,8 @@ class Listener:
     transcriber. With `verifier: none` in the config there is no second stage."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
-                 verifiers: dict[str, Verifier] | None = None, threads: int = 1) -> None:
+                 verifiers: dict[str, Verifier] | None = None, threads: int = 1,
+                 transcribe_ahead: bool = True) -> None:
         section = plan.section
         self.wakewords: dict[str, WakeWord] = {}
         for wake in plan.wakewords:
@@ -50,11 +51,16 @@ class Listener:
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
         self.transcribe = transcribe
         self.grammar = plan.grammar if plan.grammar.commands else None
+        self.prompt = section.command_prompt
+        if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
+            self.prompt = self.grammar.prompt() if self.grammar else None
         self.verbose = verbose
         self.detector = WakeWordDetector([w.spec for w in plan.wakewords], threads=threads)
         capture = section.capture
         self.ring = RingBuffer(capture.pre_roll_s)
         self.recorder = CommandRecorder(capture)
+        # Off: transcribe only after the endpoint (less CPU when speakers pause mid-command, more latency).
+        self.ahead = TranscribeAhead(transcribe, self.prompt) if transcribe_ahead else None
         self.t = 0.0
         self._wake: WakeWord | None = None
 
@@ -72,6 +78,10 @@ class Listener:
             captured = self.recorder.feed(frame)
             if captured is not None:
                 yield from self._handle(captured)
+                return
+            pause = self.recorder.pause_started_at()
+            if pause is not None and self.ahead is not None:
+                self.ahead.start(pause, self.recorder.audio())
             return
         for detection in sorted(detections, key=lambda d: -d.score):
             event = self._second_stage(detection)
@@ -100,14 +110,15 @@ class Listener:
 
     def _handle(self, captured: CapturedCommand) -> Iterator[dict]:
         endpoint_wall = time.monotonic()
-        # The wake word was heard: don't let its echo in the detector's buffers fire again.
-        self.detector.suppress(self._wake.plan.spec.refractory_s if self._wake else 1.0)
         t = captured.speech_end_t if captured.speech_end_t is not None else captured.t
         if captured.outcome == "no_speech":
             yield {"event": "no_match", "text": "", "reason": "no speech after the wake word",
                    "t": captured.t}
             return
-        heard = self.transcribe(captured.audio)
+        if self.ahead is not None:
+            heard = self.ahead.result(captured.speech_end_t, captured.audio)
+        else:
+            heard = self.transcribe(captured.audio, self.prompt)
         text = strip_wake_phrase(heard.text, self._wake.plan.phrases if self._wake else [])
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,

@@ -37,20 +37,41 @@ def run(args: argparse.Namespace) -> int:
     from wakeword.config import WakeWordConfig
 
     config = load_config(args.config)
+    source = args.config or "command line"
     section = config.listen
     if args.wakeword:
         section.wakewords = [WakeWordConfig(model=name) for name in args.wakeword]
-    plan = plan_listen(section, args.config or "command line")  # config errors surface before models load
+    plan = plan_listen(section, source)  # config errors surface before models load
+    cloud = _cloud_client(config, source) if section.verifier == "cloud" else None
 
-    from edge_asr import Transcriber
-    from wakeword.listener import Listener
-    from wakeword.verify import local_transcriber
-
-    threads = args.threads or config.transcribe.threads or 2
-    transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
-    listener = Listener(plan, local_transcriber(transcriber, section.language), verbose=args.verbose)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
+    # Audio problems (no file, no microphone) also surface before the transcriber loads.
     with open_stream(args.input or MICROPHONE, realtime=args.realtime, device=device) as stream:
+        from edge_asr import Transcriber
+        from wakeword.listener import Listener
+        from wakeword.verify import local_transcriber
+
+        threads = args.threads or config.transcribe.threads or 2
+        transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
+        transcribe = local_transcriber(transcriber, section.language)
+        verifiers = None
+        if cloud is not None:
+            from wakeword.verify import CloudVerifier, TranscriptVerifier
+
+            verifiers = {w.spec.name: CloudVerifier(cloud, w.phrases, TranscriptVerifier(transcribe, w.phrases),
+                                                    section.language) for w in plan.wakewords}
+        listener = Listener(plan, transcribe, verbose=args.verbose, verifiers=verifiers)
         for event in listener.run(stream):
             print(json.dumps(event, ensure_ascii=False), flush=True)
     return 0
+
+
+def _cloud_client(config, source: str):
+    """The escalation endpoint's client, for `listen.verifier: cloud`."""
+    from edge_asr.errors import ConfigError
+    from edge_asr.escalation import EscalationPolicy
+
+    policy = EscalationPolicy.from_config(config.escalation, source)
+    if policy is None:
+        raise ConfigError(f"{source}: 'listen.verifier' is cloud but 'escalation.endpoint' is not set")
+    return policy.client
