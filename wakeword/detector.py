@@ -135,7 +135,7 @@ class WakeWordDetector:
         self.embeddings = SpeechEmbeddingStream(threads)
         self.heads = [WakeWordHead(spec, threads) for spec in specs]
         self.vad_gate = vad_gate
-        self.vad = SileroVad() if vad_gate is not None else None
+        self.vad = SileroVad(chunk_samples=1536) if vad_gate is not None else None
         self._window = max(h.n_features for h in self.heads)
         self.reset()
 
