@@ -137,9 +137,9 @@ def section_recall(args, transcribe) -> dict:
 # --- idle CPU ---------------------------------------------------------------------------------------------
 
 
-def idle_plan() -> ListenPlan:
+def idle_plan(vad_gate: float | None = 0.1) -> ListenPlan:
     return ListenPlan(
-        ListenSection(),
+        ListenSection(vad_gate=vad_gate),
         [WakeWordPlan(WakeWordSpec("alexa", 0.2, accept_threshold=0.9), ["alexa"])],
         Grammar([]),
     )
@@ -157,37 +157,46 @@ def section_cpu(args, transcribe) -> dict:
     def never(audio):
         raise AssertionError("the idle loop must not transcribe")
 
-    ours, theirs = [], []
+    ours, ungated, theirs = [], [], []
     for _ in range(3):
-        listener = Listener(idle_plan(), never)
-        cpu = time.process_time()
-        for frame in frames:
-            for _event in listener.feed(frame):
-                pass
-        ours.append((time.process_time() - cpu) / (len(room) / SR))
+        for gate, out in ((0.1, ours), (None, ungated)):
+            listener = Listener(idle_plan(vad_gate=gate), never)
+            cpu = time.process_time()
+            for frame in frames:
+                for _event in listener.feed(frame):
+                    pass
+            out.append((time.process_time() - cpu) / (len(room) / SR))
         model = openwakeword.Model(wakeword_models=["alexa"], inference_framework="onnx")
         pcm = [(f * 32767).astype(np.int16) for f in frames]
         cpu = time.process_time()
         for frame in pcm:
             model.predict(frame)
         theirs.append((time.process_time() - cpu) / (len(room) / SR))
-    # The same loop paced like a microphone, to include the cost of waiting for audio.
-    listener = Listener(idle_plan(), never)
-    wall, cpu = time.monotonic(), time.process_time()
-    for frame in open_stream(room[: 10 * SR], realtime=True):
-        for _event in listener.feed(frame):
-            pass
-    paced = (time.process_time() - cpu) / (time.monotonic() - wall)
+    # The same loop paced like a microphone: between frames the process sleeps, and each frame then
+    # costs more (cold caches), so this is the number that matters for a device listening all day.
+    paced = {}
+    for gate in (0.1, None):
+        listener = Listener(idle_plan(vad_gate=gate), never)
+        wall, cpu = time.monotonic(), time.process_time()
+        for frame in open_stream(room[: 10 * SR], realtime=True):
+            for _event in listener.feed(frame):
+                pass
+        paced[gate] = (time.process_time() - cpu) / (time.monotonic() - wall)
     result = {
-        "idle_cpu_fraction_of_one_core": statistics.median(ours),
-        "openwakeword_model_cpu_fraction": statistics.median(theirs),
-        "paced_cpu_fraction": paced,
+        "paced_cpu_fraction": paced[0.1],
+        "paced_without_vad_gate": paced[None],
+        "fast_loop_cpu_fraction": statistics.median(ours),
+        "fast_loop_without_vad_gate": statistics.median(ungated),
+        "fast_loop_openwakeword_model": statistics.median(theirs),
+        "load_average": os.getloadavg(),
     }
-    ours_m, theirs_m = result["idle_cpu_fraction_of_one_core"], result["openwakeword_model_cpu_fraction"]
     print(
-        f"\nidle listening CPU (fraction of one core, median of 3 x 20 s): edge-asr {ours_m:.2%}, "
-        f"openwakeword.Model {theirs_m:.2%} (ratio {ours_m / theirs_m:.2f}); "
-        f"paced at real time for 10 s: {paced:.2%}; load average {os.getloadavg()[0]:.1f}"
+        f"\nidle listening CPU, share of one core (a quiet room; load average {os.getloadavg()[0]:.1f}):\n"
+        f"  paced at real time, 10 s: edge-asr {paced[0.1]:.2%}, without the VAD gate {paced[None]:.2%} "
+        f"(ratio {paced[0.1] / paced[None]:.2f})\n"
+        f"  as fast as possible, median of 3 x 20 s: edge-asr {statistics.median(ours):.2%}, without the VAD "
+        f"gate {statistics.median(ungated):.2%}, openwakeword.Model {statistics.median(theirs):.2%} "
+        f"(ratio {statistics.median(ours) / statistics.median(theirs):.2f})"
     )
     return result
 
