@@ -72,7 +72,7 @@ class RoutingDecision:
 
     start: float
     end: float
-    status: str  # accepted | escalated | failed | skipped
+    status: str  # accepted | escalated | rejected | failed | skipped
     local_confidence: float
     local_text: str
     reason: str | None = None
@@ -85,7 +85,8 @@ class RoutingDecision:
 class EscalationStats:
     seen_s: float = 0.0
     sent_s: float = 0.0
-    counts: dict = field(default_factory=lambda: {"accepted": 0, "escalated": 0, "failed": 0, "skipped": 0})
+    counts: dict = field(default_factory=lambda: dict.fromkeys(
+        ("accepted", "escalated", "rejected", "failed", "skipped"), 0))
 
 
 class EscalationPolicy:
@@ -149,16 +150,12 @@ class EscalationPolicy:
 
     def _route_window(self, group: list[Segment], audio: np.ndarray, start: float, end: float,
                       language: str | None) -> list[Segment]:
-        from edge_asr.confidence import has_words
-
         span_s = max(end - start, 0.0)
         confidence = self.confidence_model.score(group, span_s)
         decision = RoutingDecision(start, end, "accepted", confidence, "".join(s.text for s in group).strip())
         with self._lock:
             self.stats.seen_s += span_s
-            # A window without a word (Whisper's " ." where nobody spoke) has nothing to correct, and its audio
-            # is the audio where nobody spoke: it never goes up.
-            if confidence < self.min_confidence and has_words(decision.local_text):
+            if wants_cloud(decision.local_text, confidence, self.min_confidence):
                 budget = self.max_share * self.stats.seen_s + self.burst_s
                 if self.stats.sent_s + span_s > budget:
                     decision.status, decision.reason = "skipped", "share_cap"
@@ -199,6 +196,11 @@ class EscalationPolicy:
         decision.cloud_text = cloud.text.strip()
         decision.cloud_confidence = self.confidence_model.score(cloud.segments or [{"text": cloud.text}],
                                                                 end - start, cloud.words or None)
+        if not takes_cloud(decision.local_confidence, decision.cloud_text, decision.cloud_confidence):
+            decision.status, decision.reason = "rejected", "cloud_less_confident"
+            log.info("cloud answer for %.1f-%.1f s is less sure (%.2f) than the device's (%.2f); keeping %r",
+                     start, end, decision.cloud_confidence, decision.local_confidence, decision.local_text)
+            return group
         if not decision.cloud_text:
             log.info("cloud heard no speech in %.1f-%.1f s where the device heard %r", start, end,
                      decision.local_text)
@@ -206,6 +208,25 @@ class EscalationPolicy:
         for seg in segments:
             seg.extra["escalation"] = _mark(decision)
         return segments
+
+
+def wants_cloud(local_text: str, local_confidence: float, min_confidence: float) -> bool:
+    """Is this window worth a round trip (budget aside)?
+
+    A window without a word (Whisper's " ." where nobody spoke) has nothing to correct, and its audio is
+    audio where nobody spoke: it never goes up."""
+    from edge_asr.confidence import has_words
+
+    return local_confidence < min_confidence and has_words(local_text)
+
+
+def takes_cloud(local_confidence: float, cloud_text: str, cloud_confidence: float) -> bool:
+    """Does the cloud's answer replace the local one? Yes if it is at least as sure, or if it heard no words
+    at all (the device's words were then most likely a hallucination on noise). A less sure answer,
+    typically a repetition loop of the cloud model, is rejected and the local text stands."""
+    from edge_asr.confidence import has_words
+
+    return not has_words(cloud_text) or cloud_confidence >= local_confidence
 
 
 def _mark(decision: RoutingDecision) -> dict:
