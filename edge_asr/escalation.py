@@ -346,8 +346,8 @@ def _normalize(text: str) -> str:
     return " ".join(_NORMALIZE.sub(" ", text.lower()).split())
 
 
-def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, on_failure: bool = False,
-                        language: str | None = "en") -> bool:
+def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, on_failure: bool | None = False,
+                        language: str | None = "en") -> bool | None:
     """Does the cloud hear `phrase` in this wake clip (float32 16 kHz, pre-roll included)?
 
     For detections in the borderline band only; case, punctuation and spacing are ignored ("Hey, Jarvis!"
@@ -362,8 +362,7 @@ def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, 
     try:
         heard = _normalize(client.transcribe(audio, language=language).text)
     except CloudError as e:
-        log.warning("wake verification unavailable (%s); treating as %s", e.reason,
-                    "confirmed" if on_failure else "not confirmed")
+        log.warning("wake verification unavailable (%s); answering %r", e.reason, on_failure)
         return on_failure
     confirmed = f" {want} " in f" {heard} " or want.replace(" ", "") in heard.replace(" ", "")
     log.debug("wake verification: heard %r, want %r -> %s", heard, want, confirmed)
