@@ -7,14 +7,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 
 from edge_asr.errors import AudioError
 from edge_asr.frontend import SAMPLE_RATE
 
-AudioSource = Union[str, Path, np.ndarray, BinaryIO]
+AudioSource = str | Path | np.ndarray | BinaryIO
 BLOCK_SECONDS = 10.0
 
 

@@ -15,7 +15,12 @@ from edge_asr.errors import EdgeAsrError
 VERBS: dict[str, tuple[str, str]] = {
     "transcribe": ("edge_asr.commands.transcribe", "transcribe audio files"),
     "models": ("edge_asr.commands.models", "build and list model directories"),
+    "dictate": ("edge_asr.commands.dictate", "dictation: text as you speak (partial and final results)"),
+    "listen": ("edge_asr.commands.listen", "wake word -> voice command -> action, as JSON lines"),
+    "wakeword": ("edge_asr.commands.wakeword", "wake-word tools: eval (recall, false accepts/hour, latency)"),
+    "serve": ("edge_asr.commands.serve", "serve the transcription API (the escalation cloud)"),
     "bench": ("edge_asr.commands.bench", "accuracy, speed, memory and size of models beside their peers"),
+    "shrink": ("edge_asr.commands.shrink", "quantize / prune + distil weights into a small model directory"),
 }
 
 

@@ -14,7 +14,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from edge_asr.dictation import DictateSection
 from edge_asr.errors import ConfigError
+from edge_asr.escalation import EscalationSection
+from wakeword.config import ListenSection
 
 T = TypeVar("T")
 
@@ -30,7 +33,9 @@ class TranscribeSection:
 @dataclasses.dataclass
 class Config:
     transcribe: TranscribeSection = dataclasses.field(default_factory=TranscribeSection)
-    # Sections owned by other features are added here as they land (escalation, listen, dictate).
+    listen: ListenSection = dataclasses.field(default_factory=ListenSection)
+    escalation: EscalationSection = dataclasses.field(default_factory=EscalationSection)
+    dictate: DictateSection = dataclasses.field(default_factory=DictateSection)
 
 
 def _type_name(tp: Any) -> str:

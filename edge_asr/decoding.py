@@ -260,7 +260,7 @@ class WindowDecoder:
                 break
             feed = tokens[:, -1:]
         candidates, scores = decoder.finalize(tokens, sum_logprobs)
-        candidates = [c[sample_begin : c.index(eot, sample_begin)] for c in candidates]
+        candidates = [[int(t) for t in c[sample_begin : c.index(eot, sample_begin)]] for c in candidates]
         best = rank([len(c) for c in candidates], scores, opts.length_penalty)
         sampled, lp = candidates[best], scores[best]
         text = tok.decode(sampled)

@@ -51,6 +51,16 @@ class SpecialTokens:
 
 
 @dataclass
+class FastPath:
+    """The short-utterance fast path: audio shorter than a window is encoded over only the seconds present
+    (rounded up to whole seconds, plus `pad_s` of silence) instead of a padded 30 s window."""
+
+    safe: bool = False  # measured not to cost accuracy on short utterances: then it is on by default
+    pad_s: float = 1.0  # silence appended after the audio, as the model was measured (or distilled) with
+    measured: dict[str, Any] = field(default_factory=dict)  # the evidence: WER full vs fast, set, date
+
+
+@dataclass
 class ModelCard:
     name: str
     dims: Dims
@@ -62,6 +72,7 @@ class ModelCard:
     recipe: dict[str, Any] = field(default_factory=dict)  # how it was made (export, quantize, prune...)
     files: dict[str, int] = field(default_factory=dict)  # file -> bytes
     metrics: dict[str, Any] = field(default_factory=dict)  # measured WER / speed, by whoever measured
+    fast_path: FastPath = field(default_factory=FastPath)
     created: str = ""
     edge_asr_version: str = ""
 

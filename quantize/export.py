@@ -60,11 +60,13 @@ def special_tokens(tokenizer_json: Path, n_vocab: int) -> SpecialTokens:
 
 
 def export_model_dir(
-    weights: SourceWeights, out: Path, name: str | None = None, recipe: dict | None = None, opset: int = 17
+    weights: SourceWeights, out: Path, name: str | None = None, recipe: dict | None = None, opset: int = 17,
+    model: Whisper | None = None,
 ) -> ModelCard:
-    """Write an fp32 model directory; quantization recipes start from here."""
-    model = build_model(weights)
-    d = weights.dims
+    """Write an fp32 model directory; quantization recipes start from here. `model` is a (pruned or
+    fine-tuned) Whisper built from `weights` to export instead of the weights as they are."""
+    model = (model or build_model(weights)).eval()
+    d = model.dims
     out.mkdir(parents=True, exist_ok=True)
     mel = torch.randn(1, d.n_mels, 2 * d.n_audio_ctx)
     n_kv = 2 * d.n_text_layer

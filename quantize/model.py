@@ -41,12 +41,20 @@ def attention(q: Tensor, k: Tensor, v: Tensor, n_head: int, causal: bool) -> tup
     """Scaled dot-product attention over (batch, time, state) tensors; returns output and weights."""
     b, tq, d = q.shape
     hd = d // n_head
-    q = q.view(b, tq, n_head, hd).transpose(1, 2)
-    k = k.view(k.shape[0], k.shape[1], n_head, hd).transpose(1, 2)
+    k = k.view(k.shape[0], k.shape[1], n_head, hd).permute(0, 2, 3, 1)
     v = v.view(v.shape[0], v.shape[1], n_head, hd).transpose(1, 2)
-    scores = (q @ k.transpose(-1, -2)) * (hd**-0.5)
+    return heads_attention(q, k, v, n_head, causal)
+
+
+def heads_attention(q: Tensor, k_t: Tensor, v: Tensor, n_head: int, causal: bool) -> tuple[Tensor, Tensor]:
+    """Attention with keys already as (batch, heads, head_dim, time) and values as (batch, heads, time,
+    head_dim). The scale is applied to the queries (time x state) rather than to the scores (time x time)."""
+    b, tq, d = q.shape
+    hd = d // n_head
+    q = (q * hd**-0.5).view(b, tq, n_head, hd).transpose(1, 2)
+    scores = q @ k_t
     if causal and tq > 1:
-        tk = k.shape[2]
+        tk = k_t.shape[3]
         # query i (at absolute position tk - tq + i) may see keys up to that position
         mask = torch.ones(tq, tk, dtype=torch.bool).tril(tk - tq)
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -92,7 +100,14 @@ class DecoderBlock(nn.Module):
         self.mlp_ln = LayerNorm(n_state)
 
     def cross_kv(self, xa: Tensor) -> tuple[Tensor, Tensor]:
-        return self.cross_attn.key(xa), self.cross_attn.value(xa)
+        """Cross-attention keys and values, laid out head-major inside the (batch, ctx, state) shape the model
+        directory promises: keys as (heads, head_dim, ctx), values as (heads, ctx, head_dim). The decoder
+        then attends without transposing 2 x ctx x state floats per layer on every token."""
+        c = self.cross_attn
+        b, t, _ = xa.shape
+        k = c.key(xa).view(b, t, c.n_head, -1).permute(0, 2, 3, 1).reshape(b, t, -1)
+        v = c.value(xa).view(b, t, c.n_head, -1).transpose(1, 2).reshape(b, t, -1)
+        return k, v
 
     def forward(
         self, x: Tensor, past_k: Tensor, past_v: Tensor, cross_k: Tensor, cross_v: Tensor
@@ -104,7 +119,10 @@ class DecoderBlock(nn.Module):
         out, _ = attention(a.query(h), k, v, a.n_head, causal=True)
         x = x + a.out(out)
         c = self.cross_attn
-        out, weights = attention(c.query(self.cross_attn_ln(x)), cross_k, cross_v, c.n_head, causal=False)
+        b, t, _ = cross_k.shape
+        k_t = cross_k.reshape(b, c.n_head, -1, t)
+        v_h = cross_v.reshape(b, c.n_head, t, -1)
+        out, weights = heads_attention(c.query(self.cross_attn_ln(x)), k_t, v_h, c.n_head, causal=False)
         x = x + c.out(out)
         x = x + self.mlp(self.mlp_ln(x))
         return x, k, v, weights

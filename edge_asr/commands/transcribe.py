@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     transcriber = Transcriber(args.model or section.model, threads=args.threads or section.threads,
                               cache_dir=args.cache_dir)
+    from edge_asr.escalation import EscalatingTranscriber, EscalationPolicy
+
+    policy = EscalationPolicy.from_config(config.escalation, str(args.config))
+    if policy is not None:  # unsure windows go to the configured cloud (README: Escalation)
+        transcriber = EscalatingTranscriber(transcriber, policy)
     options = {
         "beam_size": args.beam_size or section.beam_size,
         "word_timestamps": section.word_timestamps and not args.no_word_timestamps,
@@ -43,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for source in args.audio:
         try:
             segments, info = transcriber.transcribe(source, **options)
+            segments = _with_progress(segments, info.duration, str(source))
             if args.output_dir:
                 # Written as segments arrive would risk a half file; a transcript is small, so render at once.
                 text = render(args.format, list(segments), info)
@@ -60,3 +67,16 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             print(f"edge-asr: error: {e}", file=sys.stderr)
     return 2 if failures else 0
+
+
+def _with_progress(segments, duration: float, name: str):
+    """A progress bar (audio seconds done) on an interactive terminal for files longer than a minute."""
+    if not sys.stderr.isatty() or math.isnan(duration) or duration < 60:  # NaN: stdin, length unknown
+        yield from segments
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=round(duration), unit="s", desc=Path(name).name, file=sys.stderr, leave=False) as bar:
+        for s in segments:
+            bar.update(max(0, round(s.end) - bar.n))
+            yield s

@@ -1,0 +1,239 @@
+"""Streaming dictation: VAD cuts the stream into utterances; while one is spoken, a partial hypothesis about
+every second, of which only the prefix that two consecutive hypotheses agree on is committed (local
+agreement); at the end of speech the utterance is finalized.
+
+`Dictation(transcriber, section).run(frames)` yields events as plain dicts (the CLI prints each as a JSON
+line), in this order per utterance: partials (zero or more), then one final.
+  {"event": "partial", "utterance", "start", "t", "committed", "tentative", "text", "compute_s"}
+  {"event": "final", "utterance", "start", "end", "t", "text", "revised", "endpoint_s", "compute_s"}
+Times without `_s` are seconds into the stream: `start`/`end` of speech; `t` is how much audio had arrived
+when the event was computed. `compute_s` is wall time spent on that hypothesis; for a final it is the
+latency from the endpoint (speech end detected) to the text; `endpoint_s` is the silence the VAD waited for.
+`committed` only ever grows within an utterance; the final text extends it (`revised`: the final hypothesis
+disagreed with an already committed word, which is then kept as shown).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_asr.errors import ConfigError
+
+SAMPLE_RATE = 16000
+MAX_UTTERANCE_S = 28.0  # one Whisper window, with room for pre-roll and tail
+
+
+@dataclass
+class DictateSection:
+    """The `dictate:` section of the config."""
+
+    model: str | None = None  # default: transcribe.model, else the built-in one
+    threads: int | None = None  # default: transcribe.threads, else 2
+    partial_interval_s: float = 1.0  # a partial hypothesis about this often while someone speaks
+    vad_threshold: float = 0.5
+    trailing_silence_s: float = 0.6  # this much silence ends an utterance
+    max_utterance_s: float = 15.0  # longer speech is cut into utterances of at most this
+    pre_roll_s: float = 0.3  # audio kept from before the VAD's speech start (onsets are quiet)
+    tail_s: float = 0.3  # silence kept after the last speech frame
+    beam_size: int = 1  # for finals; partials are always greedy
+    fast_path: bool | None = None  # None: the model card decides
+    language: str | None = None
+    word_timestamps: bool = False  # finals carry words with times (costs one more decoder pass)
+
+    def check(self, source: str = "config") -> DictateSection:
+        """Ranges the type check cannot see; raises ConfigError naming the key."""
+        if not 0 < self.max_utterance_s <= MAX_UTTERANCE_S:
+            raise ConfigError(f"{source}: 'dictate.max_utterance_s' must be in (0, {MAX_UTTERANCE_S}], "
+                              f"got {self.max_utterance_s}")
+        for key in ("partial_interval_s", "trailing_silence_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{source}: 'dictate.{key}' must be positive, got {getattr(self, key)}")
+        if not 0 < self.vad_threshold < 1:
+            raise ConfigError(f"{source}: 'dictate.vad_threshold' must be in (0, 1), got {self.vad_threshold}")
+        return self
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def agreed_prefix(previous: list[str], current: list[str]) -> int:
+    """How many leading words two hypotheses share (case and punctuation aside)."""
+    n = 0
+    for a, b in zip(previous, current):
+        if _norm(a) != _norm(b):
+            break
+        n += 1
+    return n
+
+
+def extend_committed(committed: list[str], hypothesis: list[str]) -> tuple[list[str], bool]:
+    """The words of `hypothesis` that come after what was committed, and whether it disagreed with it.
+
+    Usually the hypothesis starts with the committed words. When it does not, the committed words are kept
+    (they were shown already) and the hypothesis continues from where its best match with them ends.
+    """
+    k = agreed_prefix(committed, hypothesis)
+    if k == len(committed):
+        return hypothesis[k:], False
+    matcher = difflib.SequenceMatcher(a=[_norm(w) for w in committed], b=[_norm(w) for w in hypothesis],
+                                      autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size]
+    if not blocks:
+        return hypothesis[len(committed):], True
+    last = blocks[-1]
+    return hypothesis[last.b + last.size + (len(committed) - last.a - last.size):], True
+
+
+class _Utterance:
+    def __init__(self, index: int, start: float, audio: np.ndarray, audio_start: float) -> None:
+        self.index = index
+        self.start = start  # where the VAD heard speech start
+        self.audio_start = audio_start  # stream time of the first kept sample (pre-roll included)
+        self.chunks = [audio]
+        self.committed: list[str] = []
+        self.previous: list[str] | None = None
+        self.next_partial_t = 0.0
+        self.partials = 0
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+
+
+class Dictation:
+    """Feed frames (any fixed size; 80 ms from edge_asr.stream), get partial and final events."""
+
+    def __init__(self, transcriber, section: DictateSection | None = None, vad=None, live: bool = True) -> None:
+        """`live`: frames arrive in real time (a microphone, a paced file), so when transcription falls behind,
+        partials are skipped rather than delaying everything after them."""
+        from edge_asr.vad import Endpointer
+
+        self.transcriber = transcriber
+        self.live = live
+        self.section = section = (section or DictateSection()).check()
+        self.endpointer = Endpointer(vad, threshold=section.vad_threshold,
+                                     trailing_silence_s=section.trailing_silence_s,
+                                     max_speech_s=section.max_utterance_s)
+        self.t = 0.0
+        self._recent: list[np.ndarray] = []  # frames before speech starts: the pre-roll
+        self._recent_samples = 0
+        self._utterance: _Utterance | None = None
+        self._count = 0
+        self._wall_start: float | None = None
+
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[dict]:
+        for frame in frames:
+            yield from self.feed(frame)
+        yield from self.finish()
+
+    def feed(self, frame: np.ndarray) -> Iterator[dict]:
+        if self._wall_start is None:
+            self._wall_start = time.monotonic() - len(frame) / SAMPLE_RATE
+        self.t += len(frame) / SAMPLE_RATE
+        events = self.endpointer.feed(frame)
+        utt = self._utterance
+        if utt is not None:
+            utt.chunks.append(frame)
+        else:
+            self._remember(frame)
+        for event in events:
+            if event.kind == "start":
+                utt = self._begin(event.t)
+            elif event.kind == "end" and utt is not None:
+                yield from self._finalize(utt, event.t)
+                utt = None
+        if utt is not None and self.t >= utt.next_partial_t and not (self.live and self._behind()):
+            event = self._partial(utt)
+            if event is not None:
+                yield event
+
+    def finish(self) -> Iterator[dict]:
+        for event in self.endpointer.flush():
+            if self._utterance is not None:
+                yield from self._finalize(self._utterance, event.t)
+
+    # --- utterances -----------------------------------------------------------------------------------------
+
+    def _remember(self, frame: np.ndarray) -> None:
+        self._recent.append(frame)
+        self._recent_samples += len(frame)
+        keep = int((self.section.pre_roll_s + 0.5) * SAMPLE_RATE)  # + the VAD's look-back to its start
+        while self._recent and self._recent_samples - len(self._recent[0]) >= keep:
+            self._recent_samples -= len(self._recent.pop(0))
+
+    def _begin(self, start: float) -> _Utterance:
+        """Speech started at stream time `start` (detected a little later); keep audio from `start - pre_roll`."""
+        recent = np.concatenate(self._recent) if self._recent else np.zeros(0, np.float32)
+        recent_start = self.t - len(recent) / SAMPLE_RATE
+        begin = max(recent_start, start - self.section.pre_roll_s)
+        audio = recent[int(round((begin - recent_start) * SAMPLE_RATE)):]
+        self._recent, self._recent_samples = [], 0
+        utt = _Utterance(self._count, start, audio, begin)
+        utt.next_partial_t = start + self.section.partial_interval_s
+        self._count += 1
+        self._utterance = utt
+        return utt
+
+    def _behind(self) -> bool:
+        assert self._wall_start is not None
+        lag = (time.monotonic() - self._wall_start) - self.t
+        return lag > self.section.partial_interval_s
+
+    def _transcribe(self, audio: np.ndarray, final: bool) -> list:
+        s = self.section
+        options = dict(beam_size=s.beam_size if final else 1, word_timestamps=final and s.word_timestamps,
+                       language=s.language, fast_path=s.fast_path, condition_on_previous_text=False)
+        if not final:
+            options["temperature"] = 0.0  # a partial is soon replaced: no fallback
+        segments, _ = self.transcriber.transcribe(audio, **options)
+        return list(segments)
+
+    def _partial(self, utt: _Utterance) -> dict | None:
+        began = time.monotonic()
+        words = _words(self._transcribe(utt.audio(), final=False))
+        # Never commit the last word: the audio may end inside it.
+        if utt.previous is not None:
+            agreed = agreed_prefix(utt.previous, words[:-1])
+            if agreed > len(utt.committed):
+                new, _ = extend_committed(utt.committed, words[:agreed])
+                utt.committed = utt.committed + new
+        utt.previous = words
+        tentative, _ = extend_committed(utt.committed, words)
+        utt.next_partial_t = self.t + self.section.partial_interval_s
+        if not words:
+            return None
+        utt.partials += 1
+        return {"event": "partial", "utterance": utt.index, "start": utt.start, "t": round(self.t, 3),
+                "committed": " ".join(utt.committed), "tentative": " ".join(tentative),
+                "text": " ".join(utt.committed + tentative), "compute_s": round(time.monotonic() - began, 3)}
+
+    def _finalize(self, utt: _Utterance, end: float) -> Iterator[dict]:
+        began = time.monotonic()
+        self._utterance = None
+        audio = utt.audio()
+        keep = int(round((end + self.section.tail_s - utt.audio_start) * SAMPLE_RATE))
+        segments = self._transcribe(audio[: max(1, keep)], final=True)
+        rest, revised = extend_committed(utt.committed, _words(segments))
+        text = " ".join(utt.committed + rest)
+        if not text and not utt.partials:
+            return  # the VAD fired on something that is no speech
+        event = {"event": "final", "utterance": utt.index, "start": utt.start, "end": end, "t": round(self.t, 3),
+                 "text": text, "revised": revised, "endpoint_s": round(self.t - end, 3),
+                 "compute_s": round(time.monotonic() - began, 3)}
+        if self.section.word_timestamps:
+            event["words"] = [
+                {"word": w.word.strip(), "start": round(utt.audio_start + w.start, 3),
+                 "end": round(utt.audio_start + w.end, 3), "probability": round(w.probability, 3)}
+                for seg in segments for w in seg.words or []
+            ]
+        yield event
+
+
+def _words(segments) -> list[str]:
+    return "".join(seg.text for seg in segments).split()

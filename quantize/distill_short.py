@@ -1,0 +1,402 @@
+"""Short-utterance distillation: teach a model to transcribe from a short encoder context.
+
+Whisper was trained on 30 s windows, so a 3 s command pays for a 30 s encoder pass. The device's fast
+path (edge_asr.transcriber.fast_path_frames) encodes only the seconds present plus `pad_s` of silence,
+but an unadapted model, never having seen its context end so soon, then fails to stop: it repeats itself
+or invents a "Thank you." (tiny.en: 10.6 % -> 150 % WER on 1.5-5 s speech with 1 s of padding).
+
+The fix is a short fine-tune with the full-window model as the teacher (sequence-level distillation):
+the teacher transcribes each clip the normal way (30 s window), and the student learns to produce the
+same tokens, timestamps and end-of-text from the short context. No transcripts are needed, so the
+clips are synthesized sentences (espeak-ng/flite/festival, never the held-out evaluation commands),
+truncated clips (what a dictation partial sees) and real short recordings (the wake-word set).
+Every few steps a full 30 s window keeps long-audio behaviour where it was.
+
+Then `measure_fast_path` scores a model directory with and without the fast path on short speech and
+records in its card whether the fast path is safe (the device uses it by default only then).
+
+    python -m quantize.distill_short --from tiny.en --out models/tiny.en-short [--steps 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_asr.frontend import HOP, N_FRAMES, log_mel
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass
+class DistillShortOptions:
+    steps: int = 600  # optimizer steps
+    accumulate: int = 4  # clips per step
+    lr: float = 3e-5
+    pad_s: float = 1.0  # the fast path's padding the student is trained (and the card is written) for
+    full_window_every: int = 4  # every Nth clip is also shown as a full 30 s window (keeps long audio right)
+    train_blocks: int = 1  # the last encoder blocks that learn; the rest of the model stays as it was
+    n_tts: int = 360  # synthesized sentences
+    n_real: int = 120  # real short recordings from the wake-word set
+    truncated: float = 0.25  # share of clips cut at a random point (dictation partials)
+    seed: int = 0
+    threads: int = 2
+
+
+# --- training audio -----------------------------------------------------------------------------------------
+
+_SLOTS = {
+    "room": ["kitchen", "bedroom", "bathroom", "hallway", "office", "garage", "porch", "attic", "basement",
+             "dining room", "nursery", "study"],
+    "device": ["heater", "radio", "coffee machine", "dishwasher", "printer", "air purifier", "lamp", "speaker",
+               "kettle", "projector", "washing machine", "sprinkler"],
+    "number": ["one", "two", "three", "four", "six", "eight", "twelve", "fifteen", "thirty", "forty five",
+               "ninety", "a hundred"],
+    "unit": ["seconds", "minutes", "hours", "percent", "degrees", "pages", "kilometers", "miles"],
+    "name": ["Anna", "Peter", "Sarah", "David", "Maria", "Tom", "Lisa", "James", "Emma", "Oliver", "Sophie"],
+    "day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "the weekend"],
+    "thing": ["bread", "batteries", "tomatoes", "a birthday card", "dog food", "light bulbs", "coffee beans",
+              "paper towels", "rice", "oranges"],
+    "city": ["Paris", "Berlin", "Chicago", "Tokyo", "Madrid", "Toronto", "Dublin", "Lisbon", "Denver", "Oslo"],
+    "topic": ["the budget", "the new design", "our travel plans", "the garden", "the quarterly report",
+              "the school trip", "the kitchen renovation", "the football match", "the book club"],
+}
+_TEMPLATES = [
+    "switch on the {device}", "turn off the {device} in the {room}", "dim the {room} lights to {number} percent",
+    "set an alarm for {day} morning", "start a timer for {number} {unit}", "remind me to call {name} on {day}",
+    "put {thing} on my shopping list", "how warm will it be in {city} on {day}",
+    "send {name} a message that I am on my way", "what is the distance to {city}",
+    "open the blinds in the {room}", "play the radio in the {room}", "is the {device} still running",
+    "move my meeting with {name} to {day}", "how long does it take to drive to {city}",
+    "let's talk about {topic} on {day}", "{name} asked me to bring {thing}", "we need {number} more {thing}",
+    "the {device} in the {room} is broken again", "please write down that {name} will handle {topic}",
+    "I think {topic} needs more time", "note that the train to {city} leaves at {number}",
+    "call {name}", "mute the {device}", "{name} will arrive on {day}", "yes please", "no thanks",
+    "good morning", "what did {name} say about {topic}", "turn the {device} up by {number}",
+]
+
+# Free-form dictation, so the student does not only hear commands.
+_PROSE = [
+    "the weather was cold but the sky was clear all afternoon",
+    "she opened the window and listened to the rain",
+    "our team finished the project two weeks early",
+    "please send me the slides before the meeting starts",
+    "the old bridge was closed for repairs last winter",
+    "he forgot his umbrella at the station again",
+    "we could take the bus or walk through the park",
+    "the results look promising but we need more data",
+    "dinner will be ready in about twenty minutes",
+    "the children built a castle out of cardboard boxes",
+    "I would like to book a table for four people",
+    "the library opens at nine and closes at six",
+    "thank you for your patience while we fix the problem",
+    "the museum has a new exhibition about ancient maps",
+    "my phone battery is almost empty",
+    "the package should arrive by the end of the week",
+    "they painted the fence a bright shade of green",
+    "the concert was louder than I expected",
+    "can you explain that again a little more slowly",
+    "the river rose quickly after the storm",
+    "let me check my notes and get back to you",
+    "the first chapter describes a small fishing village",
+    "we planted tulips along the side of the house",
+    "the engine made a strange noise on the highway",
+    "nobody knew where the key had gone",
+    "the price of apples went up this month",
+    "our neighbours are moving to a smaller apartment",
+    "the teacher asked everyone to read the next page",
+    "it took three hours to clear the snow from the driveway",
+    "the software update fixed most of the bugs",
+]
+
+
+def training_sentences(n: int, seed: int = 0) -> list[str]:
+    """Varied command and dictation sentences from templates, never one of the held-out eval commands."""
+    from quantize.tts import EVAL_COMMANDS
+
+    rng = random.Random(seed)
+    held_out = {c.lower() for c in EVAL_COMMANDS}
+    out: list[str] = []
+    seen: set[str] = set()
+    for text in _PROSE[:n]:
+        seen.add(text)
+        out.append(text)
+    while len(out) < n:
+        text = rng.choice(_TEMPLATES)
+        for slot, values in _SLOTS.items():
+            while "{" + slot + "}" in text:
+                text = text.replace("{" + slot + "}", rng.choice(values), 1)
+        if text.lower() not in held_out and text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
+def real_short_clips(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Real microphone speech: the wake-word dev set (alexa / jarvis / others), untranscribed is fine."""
+    import csv
+
+    from edge_asr.audio import load_audio
+
+    manifest = DATA / "wakeword-dev" / "manifest.tsv"
+    if not manifest.exists():
+        return []
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    random.Random(seed).shuffle(rows)
+    return [load_audio(manifest.parent / r["wav"]) for r in rows[:n]]
+
+
+def training_clips(opts: DistillShortOptions, cache: Path) -> list[np.ndarray]:
+    from quantize.tts import VOICES, synthesize_cached
+
+    rng = random.Random(opts.seed)
+    clips = []
+    for i, text in enumerate(training_sentences(opts.n_tts, opts.seed)):
+        voice = VOICES[rng.randrange(len(VOICES))]
+        clips.append(synthesize_cached(text, voice, cache, lead_s=rng.uniform(0.05, 0.6),
+                                       tail_s=rng.uniform(0.05, 0.8), seed=i))
+    clips += real_short_clips(opts.n_real, opts.seed)
+    # Longer utterances: two or three clips in a row, as continuous dictation gives.
+    for _ in range(len(clips) // 6):
+        clips.append(np.concatenate(rng.sample(clips, rng.choice((2, 3)))))
+    out = []
+    for clip in clips:
+        gain = 10 ** (rng.uniform(-12, 3) / 20)
+        clip = np.clip(clip * gain, -1, 1).astype(np.float32)
+        if rng.random() < opts.truncated and len(clip) > 16000:  # a partial: audio that stops mid-speech
+            clip = clip[: rng.randrange(8000, len(clip))]
+        out.append(clip)
+    rng.shuffle(out)
+    return out
+
+
+# --- teacher ------------------------------------------------------------------------------------------------
+
+def teacher_targets(teacher_dir: Path, clips: list[np.ndarray], threads: int) -> list[list[int]]:
+    """Token sequences (start-of-transcript ... end-of-text) the full-window teacher decodes greedily."""
+    from edge_asr.decoding import DecodingOptions
+    from edge_asr.transcriber import Transcriber
+
+    teacher = Transcriber(teacher_dir, threads=threads)
+    tok = teacher.tokenizer
+    sot_seq = tok.sot_sequence("en", timestamps=True)
+    targets = []
+    for clip in clips:
+        cross_kv = teacher.engine.encode(log_mel(clip, teacher.card.dims.n_mels))
+        result = teacher.window_decoder.decode(
+            cross_kv, DecodingOptions(temperature=0.0, language="en", max_timestamp=len(clip) / 16000))
+        targets.append(sot_seq + result.tokens + [tok.special.eot])
+    return targets
+
+
+# --- student ------------------------------------------------------------------------------------------------
+
+def _frozen_prefix(model, mel, n_frozen: int):
+    """The encoder up to its first trained block (AudioEncoder.forward's first part): computed once per clip."""
+    import torch.nn.functional as F
+
+    enc = model.encoder
+    x = F.gelu(enc.conv1(mel))
+    x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
+    x = x + enc.positional_embedding[: x.shape[1]]
+    for block in enc.blocks[:n_frozen]:
+        x = block(x)
+    return x
+
+
+def _trained_suffix(model, x, n_frozen: int):
+    """The rest of the encoder and the cross-attention K/V (Whisper.encode's second part)."""
+    import torch
+
+    enc = model.encoder
+    for block in enc.blocks[n_frozen:]:
+        x = block(x)
+    xa = enc.ln_post(x)
+    kv = []
+    for block in model.decoder.blocks:
+        k, v = block.cross_kv(xa)
+        kv += [k, v]
+    return torch.stack(kv)
+
+
+def distill_short(weights, teacher_dir: Path, opts: DistillShortOptions | None = None, cache: Path | None = None,
+                  log=print):
+    """Fine-tune `weights` (quantize.weights.SourceWeights) for the fast path; returns new SourceWeights.
+
+    Only the last `train_blocks` encoder blocks and the encoder's final norm learn: the frozen blocks' output
+    is computed once per clip (training is then cheap enough for a CPU), and the decoder, which is most of
+    the model's size and all of its language model, stays exactly as it was.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from edge_asr.transcriber import fast_path_frames
+    from quantize.export import build_model
+
+    opts = opts or DistillShortOptions()
+    torch.manual_seed(opts.seed)
+    torch.set_num_threads(opts.threads)
+    cache = Path(cache or Path(tempfile.gettempdir()) / "edge-asr-tts")
+    began = time.monotonic()
+    clips = training_clips(opts, cache)
+    targets = teacher_targets(teacher_dir, clips, opts.threads)
+    log(f"distill_short: {len(clips)} clips labelled by the full-window teacher in {time.monotonic() - began:.0f} s")
+
+    model = build_model(weights)
+    d = weights.dims
+    n_frozen = d.n_audio_layer - opts.train_blocks
+    model.requires_grad_(False)
+    params = [p for b in model.encoder.blocks[n_frozen:] for p in b.parameters()]
+    params += list(model.encoder.ln_post.parameters())
+    for p in params:
+        p.requires_grad_(True)
+
+    samples = []  # (frozen features, target tokens): every clip on the fast path, some as a full window too
+    with torch.no_grad():
+        for i, (clip, tokens) in enumerate(zip(clips, targets)):
+            seq = torch.tensor(tokens)[None]
+            for frames in [fast_path_frames(len(clip) // HOP, opts.pad_s)] + (
+                    [N_FRAMES] if opts.full_window_every and i % opts.full_window_every == 0 else []):
+                mel = torch.from_numpy(log_mel(clip, d.n_mels, pad_to=frames))[None]
+                samples.append((_frozen_prefix(model, mel, n_frozen), seq))
+    log(f"distill_short: {len(samples)} samples ready ({time.monotonic() - began:.0f} s)")
+
+    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / opts.steps))
+    empty = torch.zeros(2 * d.n_text_layer, 1, 0, d.n_text_state)
+    order = list(range(len(samples)))
+    rng = random.Random(opts.seed)
+    seen, running = 0, []
+    for step in range(opts.steps):
+        optim.zero_grad()
+        for _ in range(opts.accumulate):
+            if seen % len(order) == 0:
+                rng.shuffle(order)
+            features, seq = samples[order[seen % len(order)]]
+            seen += 1
+            logits, _, _ = model.decode(seq[:, :-1], empty, _trained_suffix(model, features, n_frozen))
+            loss = F.cross_entropy(logits[0], seq[0, 1:])
+            (loss / opts.accumulate).backward()
+            running.append(loss.item())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        schedule.step()
+        if (step + 1) % 25 == 0 or step + 1 == opts.steps:
+            log(f"distill_short: step {step + 1}/{opts.steps} loss {np.mean(running):.3f} "
+                f"({time.monotonic() - began:.0f} s)")
+            running = []
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return dataclasses.replace(weights, state_dict=state)
+
+
+# --- measuring the fast path --------------------------------------------------------------------------------
+
+def short_eval_set(min_s: float = 1.5, max_s: float = 5.0,
+                   tts_cache: Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """(reference, audio): real short recordings from speech-dev plus the held-out synthesized commands."""
+    import csv
+
+    from edge_asr.audio import load_audio
+    from quantize.tts import EVAL_COMMANDS, VOICES, synthesize_cached
+
+    items = []
+    manifest = DATA / "speech-dev" / "manifest.tsv"
+    with manifest.open(newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            if min_s <= float(r["duration_s"]) <= max_s:
+                items.append((r["reference_text"], load_audio(manifest.parent / r["wav"])))
+    cache = Path(tts_cache or Path(tempfile.gettempdir()) / "edge-asr-tts")
+    for i, text in enumerate(EVAL_COMMANDS):
+        items.append((text, synthesize_cached(text, VOICES[i % len(VOICES)], cache, seed=i)))
+    return items
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    return jiwer.wer([norm(r) for r in references], [norm(h) for h in hypotheses])
+
+
+def measure_fast_path(model_dir: Path, tolerance_pt: float = 0.5, threads: int = 2, write: bool = True,
+                      log=print) -> dict:
+    """WER with and without the fast path on short speech; marks the card's fast path safe when the fast
+    path costs at most `tolerance_pt` WER points. Returns the measurement."""
+    from edge_asr.model_dir import ModelCard
+    from edge_asr.transcriber import Transcriber
+
+    items = short_eval_set()
+    transcriber = Transcriber(model_dir, threads=threads)
+    refs = [r for r, _ in items]
+    scores = {}
+    for fast in (False, True):
+        hyps = ["".join(s.text for s in transcriber.transcribe(a, word_timestamps=False, fast_path=fast)[0])
+                for _, a in items]
+        scores["fast" if fast else "full"] = round(100 * wer(refs, hyps), 2)
+    measured = {
+        "wer_full": scores["full"], "wer_fast": scores["fast"], "tolerance_pt": tolerance_pt,
+        "set": f"{len(items)} short utterances (speech-dev 1.5-5 s and synthesized commands)",
+        "date": datetime.date.today().isoformat(),
+    }
+    safe = scores["fast"] <= scores["full"] + tolerance_pt
+    log(f"fast path on {model_dir}: WER {scores['full']} % full window, {scores['fast']} % fast "
+        f"-> {'safe' if safe else 'not safe'}")
+    if write:
+        card = ModelCard.load(model_dir)
+        card.fast_path.safe = safe
+        card.fast_path.measured = measured
+        card.save(model_dir)
+    return {**measured, "safe": safe}
+
+
+# --- command line -------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    from quantize.export import export_model_dir
+    from quantize.weights import load_weights
+
+    p = argparse.ArgumentParser(prog="python -m quantize.distill_short", description=__doc__.split("\n")[0])
+    p.add_argument("--from", dest="source", default="tiny.en", help="weights: bundled name or path")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--teacher", type=Path, help="full-window teacher model dir (default: export --from)")
+    p.add_argument("--no-measure", action="store_true", help="skip scoring the fast path into the card")
+    for f in dataclasses.fields(DistillShortOptions):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    args = p.parse_args(argv)
+    opts = DistillShortOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillShortOptions)})
+    weights = load_weights(args.source)
+    work = Path(tempfile.mkdtemp(prefix="distill-short-"))
+    try:
+        teacher = args.teacher
+        if teacher is None:
+            teacher = work / "teacher"
+            export_model_dir(weights, teacher, name="teacher")
+        student = distill_short(weights, teacher, opts)
+        recipe = {"name": "fp32+distill_short", "steps": [
+            {"distill_short": {k: v for k, v in dataclasses.asdict(opts).items() if k != "threads"}},
+            {"export": {"opset": 17}}]}
+        card = export_model_dir(student, args.out, name=args.out.name, recipe=recipe)
+        card.fast_path.pad_s = opts.pad_s
+        card.save(args.out)
+        if not args.no_measure:
+            measure_fast_path(args.out, threads=opts.threads)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Dictation: a WAV played at real-time pace through `edge-asr dictate`, partial and final events in order."""
+
+import time
+
+import numpy as np
+import soundfile as sf
+from conftest import wer
+from dictate_helpers import LONG, SHORT, json_events, run_dictate, two_utterances_wav
+
+from edge_asr.dictation import DictateSection, Dictation, agreed_prefix, extend_committed
+from edge_asr.stream import open_stream
+
+
+def test_local_agreement():
+    assert agreed_prefix("Turn on the".split(), "turn on the kitchen".split()) == 3
+    assert agreed_prefix("turn on the kitchen.".split(), "turn on the kitchen lights".split()) == 4
+    assert agreed_prefix("go forward".split(), "so forward".split()) == 0
+    # The hypothesis continues the committed words...
+    assert extend_committed(["turn", "on"], "Turn on the lights.".split()) == (["the", "lights."], False)
+    # ...or revises one: what was committed stays, the rest continues after the best match.
+    assert extend_committed(["turn", "of", "the"], "turn off the kitchen lights".split()) == (
+        ["kitchen", "lights"], True)
+    assert extend_committed([], "hello".split()) == (["hello"], False)
+
+
+def _check_order(events: list[dict]) -> None:
+    """Per utterance: partials, then exactly one final; utterances one after another."""
+    finished = -1
+    for e in events:
+        assert e["utterance"] == finished + 1, events
+        if e["event"] == "final":
+            finished = e["utterance"]
+
+
+def test_dictate_realtime_partials_then_finals(model_dir, tmp_path):
+    wav = two_utterances_wav(tmp_path / "talk.wav")
+    duration = sf.info(wav).duration
+    began = time.monotonic()
+    done = run_dictate("--input", str(wav), "--realtime", "--format", "json", "--model", str(model_dir),
+                       "--threads", "2")
+    wall = time.monotonic() - began
+    assert done.returncode == 0, done.stderr.decode()
+    assert wall >= duration - 0.5  # paced like a microphone
+    events = json_events(done.stdout)
+    assert events[0]["event"] == "ready" and events[0]["model"]
+    events = events[1:]
+    _check_order(events)
+    finals = [e for e in events if e["event"] == "final"]
+    assert len(finals) == 2, events
+    assert wer([LONG[1]], [finals[0]["text"]]) < 0.2, finals[0]
+    assert wer([SHORT[1]], [finals[1]["text"]]) < 0.3, finals[1]
+    # Speech starts at 0.8 s and, after 5.3 s, a 1.5 s pause and the command's own lead-in, at ~8.1 s.
+    assert abs(finals[0]["start"] - 0.8) < 0.4 and 7.6 < finals[1]["start"] < 8.6
+    for f in finals:
+        assert f["start"] < f["end"] <= f["t"] and f["compute_s"] >= 0 and 0.5 <= f["endpoint_s"] < 1.0
+
+    partials = [e for e in events if e["event"] == "partial" and e["utterance"] == 0]
+    assert len(partials) >= 2, events  # 5.3 s of speech, a partial about every second
+    assert partials[0]["t"] - partials[0]["start"] <= 1.5  # the first one a second into the speech
+    committed = ""
+    for p in partials:
+        assert p["t"] <= finals[0]["t"] and p["text"].startswith(p["committed"])
+        assert p["committed"].startswith(committed)  # committed words are never taken back
+        committed = p["committed"]
+    assert finals[0]["text"].startswith(committed)
+    assert [p["t"] for p in partials] == sorted(p["t"] for p in partials)
+
+
+def test_dictate_text_from_stdin_to_file(model_dir, tmp_path):
+    wav = two_utterances_wav(tmp_path / "talk.wav")
+    audio, _ = sf.read(wav, dtype="int16")
+    out = tmp_path / "notes.txt"
+    done = run_dictate("--input", "-", "--output", str(out), "--model", str(model_dir), "--threads", "2",
+                       input_bytes=audio.astype("<i2").tobytes())
+    assert done.returncode == 0, done.stderr.decode()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and wer([LONG[1], SHORT[1]], lines) < 0.2, lines
+
+
+def test_dictation_api_on_an_array(transcriber):
+    """Python API: frames in, events out; silence gives nothing at all."""
+    from dictate_helpers import SPEECH_DEV
+
+    from edge_asr.audio import load_audio
+
+    speech = load_audio(SPEECH_DEV / SHORT[0])
+    audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(16000, np.float32)])
+    events = list(Dictation(transcriber, DictateSection(partial_interval_s=0.5), live=False).run(open_stream(audio)))
+    assert events[-1]["event"] == "final" and wer([SHORT[1]], [events[-1]["text"]]) < 0.3
+    assert all(e["event"] == "partial" for e in events[:-1]) and len(events) >= 3
+    silence = np.zeros(16000 * 3, np.float32)
+    assert list(Dictation(transcriber).run(open_stream(silence))) == []
+
+
+def test_dictate_config_errors(model_dir, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dictate:\n  max_utterance_s: 45\n")
+    done = run_dictate("--config", str(bad), "--input", "x.wav", "--model", str(model_dir))
+    assert done.returncode == 2 and b"dictate.max_utterance_s" in done.stderr, done.stderr
+    bad.write_text("dictate:\n  partial_every: 1\n")
+    done = run_dictate("--config", str(bad), "--input", "x.wav", "--model", str(model_dir))
+    assert done.returncode == 2 and b"unknown key 'dictate.partial_every'" in done.stderr, done.stderr

@@ -1,0 +1,124 @@
+"""Routing rules (windows, share cap, config), confidence features and the streamed clip reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from escalation_helpers import TOKEN, read_speech, start_standin
+
+from edge_asr.audio import load_audio
+from edge_asr.cloud import CloudClient
+from edge_asr.confidence import (
+    FEATURES,
+    ConfidenceModel,
+    expected_calibration_error,
+    reliability_table,
+    utterance_features,
+)
+from edge_asr.config import Config, from_dict
+from edge_asr.errors import ConfigError
+from edge_asr.escalation import (
+    EscalationPolicy,
+    EscalationSection,
+    StreamedAudio,
+    _windows,
+    takes_cloud,
+    wants_cloud,
+)
+from edge_asr.types import Segment, Word
+
+
+def seg(seek, start, end, text=" hello there", logprob=-0.2, words=None):
+    return Segment(id=0, seek=seek, start=start, end=end, text=text, tokens=[1, 2, 3], temperature=0.0,
+                   avg_logprob=logprob, compression_ratio=1.2, no_speech_prob=0.05, words=words)
+
+
+def test_windows_group_by_seek_and_tile_the_audio():
+    segments = [seg(0, 0.3, 6.5), seg(0, 6.8, 13.6), seg(1360, 13.7, 15.0), seg(4360, 45.0, 47.0)]
+    spans = [(start, end, len(group)) for start, end, group in _windows(segments, 48.0)]
+    # The window at seek 1360 is followed by one skipped as silence: its span is capped at 30 s.
+    assert spans == pytest.approx([(0.0, 13.6, 2), (13.6, 43.6, 1), (43.6, 48.0, 1)])
+
+
+def test_share_cap_limits_the_audio_sent(tmp_path):
+    server = start_standin(tmp_path)
+    try:
+        audio = np.zeros(16000 * 50, np.float32)
+        decisions = []
+        policy = EscalationPolicy(CloudClient(server.endpoint, TOKEN), min_confidence=0.99, max_share=0.25,
+                                  burst_s=0.0, on_decision=decisions.append)
+        for k in range(10):  # ten unsure 5 s utterances, one call each, as dictation would make them
+            list(policy.route([seg(0, 0.0, 5.0, logprob=-3.0)], audio[k * 80000: (k + 1) * 80000]))
+        statuses = [d.status for d in decisions]
+        assert statuses.count("escalated") == 2 and statuses.count("skipped") == 8
+        assert policy.stats.sent_s <= 0.25 * policy.stats.seen_s
+        assert {d.reason for d in decisions if d.status == "skipped"} == {"share_cap"}
+    finally:
+        server.stop()
+
+
+def test_escalation_config_is_validated():
+    config = from_dict(Config, {"escalation": {"endpoint": "http://asr.local:8000/v1/audio/transcriptions",
+                                               "min_confidence": 0.6, "timeout_s": 3}}, "edge.yaml")
+    assert config.escalation.timeout_s == 3.0
+    assert EscalationPolicy.from_config(EscalationSection()) is None  # no endpoint: escalation off
+    with pytest.raises(ConfigError, match="edge.yaml: unknown key 'escalation.endpont'"):
+        from_dict(Config, {"escalation": {"endpont": "http://x"}}, "edge.yaml")
+    for bad, key in [({"endpoint": "asr.local:8000"}, "endpoint"), ({"max_share": 1.5}, "max_share"),
+                     ({"min_confidence": -0.1}, "min_confidence"), ({"timeout_s": 0}, "timeout_s")]:
+        with pytest.raises(ConfigError, match=f"edge.yaml: 'escalation.{key}'"):
+            EscalationPolicy.from_config(from_dict(EscalationSection, bad, "edge.yaml"), "edge.yaml")
+
+
+def test_confidence_features_and_shipped_calibration():
+    model = ConfidenceModel.load()
+    assert model.features == FEATURES and 0 < model.default_threshold < 1
+    words = [Word(0.0, 0.5, " hello", 0.9), Word(0.5, 1.0, " there", 0.4)]
+    good = utterance_features([seg(0, 0.0, 1.0, words=words)], 1.0)
+    assert good["log_min_word_prob"] == pytest.approx(np.log(0.4))
+    assert good["repetition"] == 0.0
+    loop = utterance_features([seg(0, 0.0, 4.0, text=" thank you thank you thank you thank you")], 4.0)
+    assert loop["repetition"] > 0.5
+    sure = model.score([seg(0, 0.0, 3.0, logprob=-0.1, words=[Word(0, 3, " hello", 0.95)])], 3.0)
+    unsure = model.score([seg(0, 0.0, 3.0, logprob=-1.5, words=[Word(0, 3, " hello", 0.05)])], 3.0)
+    assert 0 <= unsure < sure <= 1
+    # verbose_json dicts score like Segments
+    as_dict = {"text": " hello there", "tokens": [1, 2, 3], "avg_logprob": -0.2, "no_speech_prob": 0.05,
+               "compression_ratio": 1.2}
+    assert model.score([as_dict], 1.0) == pytest.approx(model.score([seg(0, 0.0, 1.0)], 1.0))
+
+
+def test_reliability_table_and_ece():
+    conf = [0.05, 0.15, 0.95, 0.95]
+    right = [False, False, True, False]
+    rows = reliability_table(conf, right)
+    assert [r["count"] for r in rows] == [1, 1, 2]
+    assert rows[-1]["accuracy"] == 0.5
+    assert expected_calibration_error(conf, right) == pytest.approx((0.05 + 0.15 + 2 * 0.45) / 4)
+
+
+def test_streamed_clips_match_the_whole_file(tmp_path):
+    audio = np.concatenate([read_speech("ls-test-other_1688-142285-0000")] * 4)  # 60 s
+    path = tmp_path / "long.flac"
+    sf.write(path, audio, 16000)
+    whole = load_audio(path)
+    clips = StreamedAudio(path, len(whole) / 16000)
+    for start, end in [(0.0, 13.6), (13.6, 43.6), (50.0, 60.0)]:
+        assert np.array_equal(clips.clip(start, end), whole[int(start * 16000): int(end * 16000)])
+    assert sum(len(b) for b in clips._kept) <= 20 * 16000  # only the blocks the last clip touched
+
+
+def test_routing_rules():
+    assert wants_cloud(" turn the lights off", 0.01, 0.05)
+    assert not wants_cloud(" turn the lights off", 0.5, 0.05)
+    assert not wants_cloud(" .", 0.0, 0.05)  # no words: nothing to correct, and nobody spoke
+    assert takes_cloud(0.01, " turn the lights off", 0.3)
+    assert not takes_cloud(0.3, " and I know and I know and I know", 0.0)  # a less sure cloud loses
+    assert takes_cloud(0.3, "", 0.0)  # the cloud heard nobody: the device's words were a hallucination
+
+
+def test_a_repetition_loop_has_no_confidence():
+    loop = seg(0, 0.0, 5.0, text=" and cry to the unit" * 12, logprob=-0.05)
+    loop.compression_ratio = 10.4
+    assert ConfidenceModel.load().score([loop], 5.0) == 0.0

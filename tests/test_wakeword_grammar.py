@@ -1,0 +1,77 @@
+"""Command phrases with slots, matched tolerantly against what a recognizer writes."""
+
+import pytest
+
+from wakeword.grammar import Command, Grammar, PhraseError, find_phrase, parse_number, parse_phrase
+from wakeword.listener import strip_wake_phrase
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    def command(name, *phrases):
+        return Command(name, [parse_phrase(p) for p in phrases])
+
+    return Grammar([
+        command("lights", "turn {state:on|off} the {room} lights", "switch {state:on|off} the {room} lights"),
+        command("timer", "set a timer for {minutes:int} minutes"),
+        command("weather", "what's the weather [like] [today]"),
+        command("volume", "volume {level:up|down|all the way up}"),
+    ])
+
+
+@pytest.mark.parametrize("text, command, slots", [
+    ("Turn on the kitchen lights.", "lights", {"state": "on", "room": "kitchen"}),
+    ("turn off the living room lights", "lights", {"state": "off", "room": "living room"}),
+    ("Switch off the bedroom light", "lights", {"state": "off", "room": "bedroom"}),  # "light": misheard
+    ("turn of the kitchen lights", "lights", {"state": "off", "room": "kitchen"}),  # "of" for "off"
+    ("please turn on the garage lights", "lights", {"state": "on", "room": "garage"}),
+    ("Set a timer for 5 minutes.", "timer", {"minutes": 5}),
+    ("set a timer for twenty-five minutes", "timer", {"minutes": 25}),
+    ("set the timer for ten minute", "timer", {"minutes": 10}),
+    ("What's the weather like today?", "weather", {}),
+    ("what is the weather", "weather", {}),
+    ("Volume all the way up!", "volume", {"level": "all the way up"}),
+])
+def test_matches_with_slots(grammar, text, command, slots):
+    match = grammar.match(text)
+    assert match is not None, text
+    assert (match.command.name, match.slots) == (command, slots)
+    assert 0.6 <= match.score <= 1.0
+
+
+def test_exact_phrase_scores_one_and_slips_score_less(grammar):
+    assert grammar.match("turn on the kitchen lights").score == 1.0
+    assert grammar.match("turn on the kitchen light").score < 1.0
+
+
+@pytest.mark.parametrize("text", ["", "hello there how are you", "play some music", "the the the",
+                                  "set a timer for some minutes"])
+def test_unrelated_speech_matches_nothing(grammar, text):
+    assert grammar.match(text) is None
+
+
+def test_numbers():
+    assert parse_number(["a", "hundred", "and", "five"]) == 105
+    assert parse_number(["two", "thousand", "twenty"]) == 2020
+    assert parse_number(["90"]) == 90
+    assert parse_number(["for"]) is None and parse_number(["five", "lights"]) is None
+
+
+@pytest.mark.parametrize("phrase", ["turn {state:on} the lights", "turn {on the lights", "set {x:int} {x}",
+                                    "{bad name}", "   "])
+def test_bad_phrases_are_rejected(phrase):
+    with pytest.raises(PhraseError):
+        parse_phrase(phrase)
+
+
+def test_wake_phrase_is_found_and_stripped():
+    assert find_phrase("Hey, Jarvis.", "hey jarvis")[0] == 1.0
+    assert find_phrase("I like some.", "alexa") is None
+    assert strip_wake_phrase("Alexa, turn on the kitchen lights.", ["alexa"]) == "turn on the kitchen lights"
+    assert strip_wake_phrase("Hey Jarvis what's the weather", ["hey jarvis"]) == "what's the weather"
+    assert strip_wake_phrase("turn on the lights", ["alexa"]) == "turn on the lights"
+
+
+def test_prompt_primes_the_command_vocabulary(grammar):
+    assert grammar.prompt() == ("Turn on the lights. Set a timer for 5 minutes. "
+                                "What's the weather like today. Volume up. Off, down, all the way up.")

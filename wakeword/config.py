@@ -1,0 +1,84 @@
+"""The `listen:` section of the edge-asr config: wake words, command capture, commands and their actions.
+
+```yaml
+listen:
+  wakewords:
+    - model: alexa            # alexa, hey_jarvis, hey_mycroft, hey_rhasspy, timer, weather, or a .onnx path
+      threshold: 0.2          # first stage: a candidate
+      accept_threshold: 0.9   # at or above, no second check is needed
+  capture: {trailing_silence_s: 0.6, max_command_s: 8}
+  commands:
+    - name: lights
+      phrases: ["turn {state:on|off} the {room} lights"]
+      action: {run: [/usr/local/bin/lights, "{room}", "{state}"]}
+    - name: timer
+      phrases: ["set a timer for {minutes:int} minutes"]
+      action: {post: "http://127.0.0.1:8123/timer", json: {minutes: "{minutes}"}}
+```
+Types and unknown keys are checked by edge_asr.config.from_dict; `compile_commands` checks the rest
+(phrase syntax, slots an action refers to) and names the key on error. Only dataclasses here: this
+module is imported by edge_asr.config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class WakeWordConfig:
+    model: str = "alexa"
+    threshold: float = 0.2
+    # Candidates scoring at least this skip the second check; 1.01 sends every candidate to it.
+    accept_threshold: float = 0.9
+    patience: int = 1
+    refractory_s: float = 2.0
+    # What the verifier must hear; empty: the model name ("hey_jarvis" -> "hey jarvis").
+    phrases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CaptureConfig:
+    pre_roll_s: float = 2.0  # audio kept from before the detection: it holds the wake word
+    start_timeout_s: float = 4.0  # no speech this long after the wake word: give up
+    trailing_silence_s: float = 0.6  # this much silence ends the command
+    max_command_s: float = 8.0
+    vad_threshold: float = 0.5
+
+
+@dataclass
+class ActionConfig:
+    # At most one of run/post; neither means the command is only emitted as an event.
+    run: list[str] | None = None  # argv, never a shell; "{slot}" in an item is replaced by the slot value
+    env: dict[str, str] = field(default_factory=dict)
+    post: str | None = None  # URL that receives JSON
+    json: Any = None  # body; default {"command", "text", "slots"}
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 10.0
+
+
+@dataclass
+class CommandConfig:
+    name: str
+    phrases: list[str]
+    action: ActionConfig = field(default_factory=ActionConfig)
+
+
+@dataclass
+class ListenSection:
+    wakewords: list[WakeWordConfig] = field(default_factory=lambda: [WakeWordConfig()])
+    # Second stage for candidates below accept_threshold. "local": the transcriber must hear the wake phrase
+    # in the pre-roll; "cloud": the escalation endpoint must (the local check stands in when it can't
+    # answer); "none": the first stage alone decides.
+    verifier: Literal["local", "cloud", "none"] = "local"
+    # Wake-word models run only while Silero VAD hears speech at this probability (a quiet room then costs
+    # a third of the CPU; detections are the same); null runs them on every frame.
+    vad_gate: float | None = 0.1
+    language: str | None = "en"
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    min_match_score: float = 0.6
+    # Primes the transcriber for commands (not for the wake-word check): "auto" = an example sentence per
+    # command plus the choice-slot options; null = none; any other text is used as it is.
+    command_prompt: str | None = "auto"
+    commands: list[CommandConfig] = field(default_factory=list)

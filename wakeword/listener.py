@@ -1,0 +1,167 @@
+"""The listening loop: frames -> wake word (two stages) -> command capture -> transcript -> command -> action.
+
+`Listener.feed(frame)` yields events as plain dicts (the CLI prints each as one JSON line):
+  {"event": "wake", "wakeword", "score", "t"}
+  {"event": "command", "command", "text", "confidence", "transcript_confidence", "action", "slots", "t",
+   "latency_s"}
+  {"event": "action_done" | "action_error", "command", "action", ("error")}
+  {"event": "no_match", "text", "reason", "t"}            (heard something that is no command, or nothing)
+  {"event": "transcript", "text", "confidence", "t", "latency_s"}   (no commands configured)
+  {"event": "wake_rejected", "wakeword", "score", "t", "heard"}     (only with verbose=True)
+`t` is seconds into the stream; `latency_s` is wall time from the end of the command (the endpoint) to the
+moment its action starts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from wakeword.actions import ActionError, CommandContext
+from wakeword.capture import CapturedCommand, CommandRecorder
+from wakeword.commands import ListenPlan, WakeWordPlan
+from wakeword.detector import SAMPLE_RATE, Detection, RingBuffer, WakeWordDetector
+from wakeword.grammar import find_phrase, normalize_words
+from wakeword.verify import Transcribe, TranscribeAhead, TranscriptVerifier, Verifier
+
+
+@dataclass
+class WakeWord:
+    plan: WakeWordPlan
+    verifier: Verifier | None  # None: the first stage decides alone
+
+
+class Listener:
+    """`verifiers` replaces the second stage per wake word (e.g. a cloud check); by default it is the local
+    transcriber. With `verifier: none` in the config there is no second stage."""
+
+    def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
+                 verifiers: dict[str, Verifier] | None = None, threads: int = 1,
+                 transcribe_ahead: bool = True) -> None:
+        section = plan.section
+        self.wakewords: dict[str, WakeWord] = {}
+        for wake in plan.wakewords:
+            verifier = None
+            if section.verifier != "none":
+                verifier = ((verifiers or {}).get(wake.spec.name)
+                            or TranscriptVerifier(transcribe, wake.phrases))
+            self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
+        self.transcribe = transcribe
+        self.grammar = plan.grammar if plan.grammar.commands else None
+        self.prompt = section.command_prompt
+        if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
+            self.prompt = self.grammar.prompt() if self.grammar else None
+        self.verbose = verbose
+        self.detector = WakeWordDetector([w.spec for w in plan.wakewords], threads=threads,
+                                         vad_gate=section.vad_gate)
+        capture = section.capture
+        self.ring = RingBuffer(capture.pre_roll_s)
+        self.recorder = CommandRecorder(capture)
+        # Off: transcribe only after the endpoint (less CPU when speakers pause mid-command, more latency).
+        self.ahead = TranscribeAhead(transcribe, self.prompt) if transcribe_ahead else None
+        self.t = 0.0
+        self._wake: WakeWord | None = None
+
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[dict]:
+        for frame in frames:
+            yield from self.feed(frame)
+        yield from self.finish()
+
+    def feed(self, frame: np.ndarray) -> Iterator[dict]:
+        self.t += len(frame) / SAMPLE_RATE
+        self.ring.append(frame)
+        # The detector sees every frame, also while recording, so its features stay continuous.
+        detections = self.detector.process(frame)
+        if self.recorder.active:
+            captured = self.recorder.feed(frame)
+            if captured is not None:
+                yield from self._handle(captured)
+                return
+            pause = self.recorder.pause_started_at()
+            if pause is not None and self.ahead is not None:
+                self.ahead.start(pause, self.recorder.audio())
+            return
+        for detection in sorted(detections, key=lambda d: -d.score):
+            event = self._second_stage(detection)
+            if event["event"] == "wake":
+                yield event
+                self._wake = self.wakewords[detection.wakeword]
+                self.recorder.start(self.ring.last(), self.t)
+                return
+            if self.verbose:
+                yield event
+
+    def finish(self) -> Iterator[dict]:
+        captured = self.recorder.finish()
+        if captured is not None:
+            yield from self._handle(captured)
+
+    def _second_stage(self, detection: Detection) -> dict:
+        wake = self.wakewords[detection.wakeword]
+        event = {"event": "wake", "wakeword": detection.wakeword, "score": detection.score, "t": detection.t}
+        accept = wake.plan.spec.accept_threshold
+        if wake.verifier is None or accept is None or detection.score >= accept:
+            return event
+        if wake.verifier.verify(self.ring.last()):
+            return event
+        return {**event, "event": "wake_rejected", "heard": getattr(wake.verifier, "last_heard", None)}
+
+    def _handle(self, captured: CapturedCommand) -> Iterator[dict]:
+        endpoint_wall = time.monotonic()
+        t = captured.speech_end_t if captured.speech_end_t is not None else captured.t
+        if captured.outcome == "no_speech":
+            yield {"event": "no_match", "text": "", "reason": "no speech after the wake word",
+                   "t": captured.t}
+            return
+        if self.ahead is not None:
+            heard = self.ahead.result(captured.speech_end_t, captured.audio)
+        else:
+            heard = self.transcribe(captured.audio, self.prompt)
+        text = strip_wake_phrase(heard.text, self._wake.plan.phrases if self._wake else [])
+        if self.grammar is None:
+            yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
+                   "latency_s": round(time.monotonic() - endpoint_wall, 3)}
+            return
+        match = self.grammar.match(text)
+        if match is None:
+            best = self.grammar.best(text)
+            yield {"event": "no_match", "text": text, "reason": "no command matches", "t": t,
+                   "closest": best.command.name if best else None, "score": best.score if best else 0.0}
+            return
+        action = match.command.action
+        yield {"event": "command", "command": match.command.name, "text": text, "confidence": match.score,
+               "transcript_confidence": heard.confidence, "action": action.kind, "slots": match.slots, "t": t,
+               "latency_s": round(time.monotonic() - endpoint_wall, 3)}
+        if action.kind == "emit":
+            return
+        started = time.monotonic()
+        try:
+            detail = action(CommandContext(match.command.name, text, match.slots))
+        except ActionError as e:
+            yield {"event": "action_error", "command": match.command.name, "action": action.kind,
+                   "error": str(e)}
+            return
+        yield {"event": "action_done", "command": match.command.name, "action": action.kind,
+               "duration_s": round(time.monotonic() - started, 3), **({"detail": detail} if detail else {})}
+
+
+def strip_wake_phrase(text: str, phrases: list[str], within_words: int = 4) -> str:
+    """Drop everything up to a wake phrase heard near the start ("Alexa, turn on..." -> "turn on...")."""
+    tokens = text.split()
+    best_end = None
+    for phrase in phrases:
+        found = find_phrase(" ".join(tokens[:within_words + len(phrase.split())]), phrase)
+        if found is not None and (best_end is None or found[1] > best_end):
+            best_end = found[1]
+    if best_end is None:
+        return text.strip()
+    # find_phrase counts normalized words; walk the original tokens to the same point.
+    seen = 0
+    for i, token in enumerate(tokens):
+        seen += len(normalize_words(token))
+        if seen >= best_end:
+            return " ".join(tokens[i + 1:]).strip(" ,.!?;:")
+    return ""

@@ -1,0 +1,117 @@
+"""The second stage of wake-word detection, and the local transcription it (and command capture) use.
+
+A verifier is anything with `verify(audio) -> bool`: the audio is the pre-roll that holds the candidate
+wake word. `TranscriptVerifier` asks the local transcriber whether it hears the wake phrase; a cloud check
+(escalation) can plug in with the same method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from wakeword.grammar import find_phrase
+
+
+@dataclass
+class Heard:
+    text: str
+    confidence: float  # exp(mean segment avg_logprob): the transcriber's own certainty, 0..1
+
+
+Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
+
+
+def local_transcriber(transcriber, language: str | None = "en") -> Transcribe:
+    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (greedy, no fallback)."""
+
+    def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
+        # Timestamps stay on: without them Whisper tends to stop at a pause ("Alexa." ... and no command).
+        segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
+                                             word_timestamps=False, condition_on_previous_text=False,
+                                             initial_prompt=prompt)
+        segments = list(segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if not segments:
+            return Heard("", 0.0)
+        mean_logprob = sum(s.avg_logprob for s in segments) / len(segments)
+        return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3))
+
+    return transcribe
+
+
+class TranscribeAhead:
+    """Transcribe a command while the speaker pauses. When the pause turns out to be the end (the endpoint
+    comes `trailing_silence_s` later), the text is ready or nearly so: most of the transcription time hides
+    inside the silence the endpointer has to wait for anyway. One job at a time, and `result` always waits
+    for it, so the transcriber is never used by two threads at once.
+    """
+
+    def __init__(self, transcribe: Transcribe, prompt: str | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._transcribe = transcribe
+        self._prompt = prompt
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe-ahead")
+        self._job = None
+        self._key: float | None = None
+
+    def start(self, speech_end_t: float, audio: np.ndarray) -> None:
+        if self._key == speech_end_t or (self._job is not None and not self._job.done()):
+            return  # already started for this pause, or a stale job still runs: don't queue behind it
+        self._key, self._job = speech_end_t, self._pool.submit(self._transcribe, audio, self._prompt)
+
+    def result(self, speech_end_t: float | None, audio: np.ndarray) -> Heard:
+        job, key = self._job, self._key
+        self._job = self._key = None
+        if job is not None:
+            heard = job.result()
+            if key == speech_end_t:  # it heard all the speech there is
+                return heard
+        return self._transcribe(audio, self._prompt)
+
+
+class Verifier(Protocol):
+    def verify(self, audio: np.ndarray) -> bool: ...
+
+
+class TranscriptVerifier:
+    """Accept a candidate when the transcript of its pre-roll contains one of the wake phrases. No prompt
+    here: priming the transcriber with the wake phrase would make it hear one in anything."""
+
+    def __init__(self, transcribe: Transcribe, phrases: list[str], min_similarity: float = 0.7) -> None:
+        self.transcribe = transcribe
+        self.phrases = phrases
+        self.min_similarity = min_similarity
+        self.last_heard = ""
+
+    def verify(self, audio: np.ndarray) -> bool:
+        self.last_heard = self.transcribe(audio).text
+        return any(find_phrase(self.last_heard, p, self.min_similarity) for p in self.phrases)
+
+
+class CloudVerifier:
+    """The escalation endpoint (a bigger model) must hear the wake phrase; when the cloud cannot answer
+    (down, slow, circuit open) the `fallback` verifier decides instead."""
+
+    def __init__(self, client, phrases: list[str], fallback: Verifier, language: str | None = "en") -> None:
+        self.client = client
+        self.phrases = phrases
+        self.fallback = fallback
+        self.language = language
+
+    def verify(self, audio: np.ndarray) -> bool:
+        from edge_asr.escalation import cloud_confirms_wake
+
+        for phrase in self.phrases:
+            # on_failure=None comes back as-is when the cloud gives no answer.
+            heard = cloud_confirms_wake(audio, phrase, self.client, on_failure=None, language=self.language)
+            if heard is None:
+                return self.fallback.verify(audio)
+            if heard:
+                return True
+        return False
