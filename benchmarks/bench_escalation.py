@@ -39,9 +39,10 @@ from edge_asr.cloud import CloudClient, CloudError  # noqa: E402
 from edge_asr.confidence import (  # noqa: E402
     ConfidenceModel,
     expected_calibration_error,
+    has_words,
     reliability_table,
 )
-from edge_asr.escalation import EscalationPolicy  # noqa: E402
+from edge_asr.escalation import EscalationPolicy, takes_cloud, wants_cloud  # noqa: E402
 from edge_asr.types import Segment, Word  # noqa: E402
 
 TOKEN = "bench-" + os.urandom(8).hex()
@@ -167,30 +168,42 @@ def corpus_wer(pairs: list[tuple[str, str]]) -> float:
     return errors / max(words, 1)
 
 
-def replay(clips, local, cloud, confidences, threshold, max_share=1.0, burst_s=0.0):
-    """Clips the policy escalates at `threshold` (EscalationPolicy's budget rule, in clip order)."""
+def replay(clips, local, cloud, local_conf, cloud_conf, threshold, max_share=1.0, burst_s=0.0):
+    """EscalationPolicy's decisions on cached transcripts, in clip order: which clips go up (wants_cloud and
+    the share budget), and the routed text (the cloud's where takes_cloud says so)."""
     seen = sent = 0.0
-    escalated = set()
+    escalated, routed = set(), {}
     for clip in clips:
         seen += clip.duration
-        if local[clip.id]["segments"] and confidences[clip.id] < threshold:
-            if sent + clip.duration <= max_share * seen + burst_s:
-                sent += clip.duration
-                escalated.add(clip.id)
-    routed = {c.id: cloud[c.id]["text"] if c.id in escalated else local_text(local[c.id]) for c in clips}
+        text = local_text(local[clip.id])
+        budget = max_share * seen + burst_s
+        if wants_cloud(text, local_conf[clip.id], threshold) and sent + clip.duration <= budget:
+            sent += clip.duration
+            escalated.add(clip.id)
+            if takes_cloud(local_conf[clip.id], cloud[clip.id]["text"], cloud_conf[clip.id]):
+                text = cloud[clip.id]["text"]
+        routed[clip.id] = text
     return escalated, routed, sent / max(seen, 1e-9)
+
+
+def confidences(clips, local, cloud, model):
+    """Local and cloud confidence per clip (the cloud's from its verbose_json segments)."""
+    local_conf = {c.id: model.score(local[c.id]["segments"], c.duration) if local[c.id]["segments"] else 1.0
+                  for c in clips}
+    cloud_conf = {c.id: model.score(cloud[c.id]["segments"] or [{"text": cloud[c.id]["text"]}], c.duration)
+                  for c in clips if c.id in cloud}
+    return local_conf, cloud_conf
 
 
 def routing_part(clips, local, cloud, model: ConfidenceModel, args, results, cloud_server):
     speech = [c for c in clips if c.kind == "speech"]
-    conf = {c.id: model.score(local[c.id]["segments"], c.duration) for c in clips if local[c.id]["segments"]}
-    conf.update({c.id: 1.0 for c in clips if not local[c.id]["segments"]})
+    conf, cloud_conf = confidences(clips, local, cloud, model)
     local_wer = corpus_wer([(c.reference, local_text(local[c.id])) for c in speech])
     cloud_wer = corpus_wer([(c.reference, cloud[c.id]["text"]) for c in speech])
     gap = local_wer - cloud_wer
 
     def summarize(threshold, max_share=1.0, burst_s=0.0):
-        escalated, routed, share = replay(speech, local, cloud, conf, threshold, max_share, burst_s)
+        escalated, routed, share = replay(speech, local, cloud, conf, cloud_conf, threshold, max_share, burst_s)
         wer = corpus_wer([(c.reference, routed[c.id]) for c in speech])
         return {
             "threshold": threshold,
@@ -200,7 +213,7 @@ def routing_part(clips, local, cloud, model: ConfidenceModel, args, results, clo
             "gap_recovered": (local_wer - wer) / gap if gap > 0 else float("nan"),
         }
 
-    sweep = [summarize(t) for t in np.round(np.arange(0.05, 1.0, 0.05), 2)]
+    sweep = [summarize(t) for t in (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)]
     default = summarize(model.default_threshold, args.max_share, args.burst_s)
     # Oracle: escalate the 25 % of utterances where the cloud fixes most errors (a ceiling for any score).
     per_clip_gain = sorted(
@@ -218,7 +231,7 @@ def routing_part(clips, local, cloud, model: ConfidenceModel, args, results, clo
     by_snr = {}
     for snr in args.snrs:
         subset = [c for c in speech if c.snr_db == snr]
-        esc, routed, _ = replay(subset, local, cloud, conf, model.default_threshold)
+        esc, routed, _ = replay(subset, local, cloud, conf, cloud_conf, model.default_threshold)
         by_snr[f"{snr:g}"] = {
             "local_wer": corpus_wer([(c.reference, local_text(local[c.id])) for c in subset]),
             "cloud_wer": corpus_wer([(c.reference, cloud[c.id]["text"]) for c in subset]),
@@ -227,7 +240,7 @@ def routing_part(clips, local, cloud, model: ConfidenceModel, args, results, clo
         }
     # Reliability of the shipped calibration on this data (label as in fit_confidence.py).
     max_wer = (model.meta or {}).get("label_max_wer", 0.1)
-    labelled = [c for c in clips if local[c.id]["segments"]]
+    labelled = [c for c in clips if has_words(local_text(local[c.id]))]
     right = []
     for c in labelled:
         e, n = data.word_errors(c.reference, local_text(local[c.id]))
@@ -312,24 +325,17 @@ def live_routing(speech, local, cloud, model, args, cloud_server) -> dict:
 
 def nonspeech_part(clips, local, cloud, model: ConfidenceModel, args, results):
     nonspeech = [c for c in clips if c.kind == "nonspeech"]
-    conf = {
-        c.id: model.score(local[c.id]["segments"], c.duration) for c in nonspeech if local[c.id]["segments"]
-    }
+    conf, cloud_conf = confidences(nonspeech, local, cloud, model)
+    escalated, routed, _ = replay(nonspeech, local, cloud, conf, cloud_conf, model.default_threshold)
     silent_local = [not data.normalize(local_text(local[c.id])) for c in nonspeech]
-    routed = [
-        cloud[c.id]["text"]
-        if c.id in conf and conf[c.id] < model.default_threshold
-        else local_text(local[c.id])
-        for c in nonspeech
-    ]
-    silent_routed = [not data.normalize(t) for t in routed]
+    silent_routed = [not data.normalize(routed[c.id]) for c in nonspeech]
     silent_cloud = [not data.normalize(cloud[c.id]["text"]) for c in nonspeech]
     results["nonspeech"] = {
         "clips": len(nonspeech),
         "no_words_local": float(np.mean(silent_local)),
         "no_words_routed": float(np.mean(silent_routed)),
         "no_words_cloud_only": float(np.mean(silent_cloud)),
-        "escalated": sum(1 for c in nonspeech if conf.get(c.id, 1) < model.default_threshold),
+        "escalated": len(escalated),
     }
     r = results["nonspeech"]
     print(
@@ -523,18 +529,13 @@ def plots(results, out: Path) -> None:
     )
     ax[0].legend(loc="upper left", fontsize=8)
     sweep = r["sweep"]
-    ax[1].plot([s["escalated"] for s in sweep], [s["gap_recovered"] for s in sweep], "o-", label="confidence")
+    ax[1].plot([s["escalated"] for s in sweep], [s["routed_wer"] for s in sweep], "o-", label="routed, by threshold")
+    ax[1].axhline(r["local_wer"], color="C1", ls="--", label=f"local only ({results['local_model']})")
+    ax[1].axhline(r["cloud_wer"], color="C2", ls="--", label=f"cloud only ({results['cloud_model']})")
     ax[1].axvline(0.25, color="gray", ls=":")
-    ax[1].axhline(0.70, color="gray", ls=":")
-    ax[1].plot(
-        [r["default"]["escalated"]], [r["default"]["gap_recovered"]], "r*", ms=12, label="default policy"
-    )
-    ax[1].set(
-        xlabel="share of utterances escalated",
-        ylabel="share of WER gap recovered",
-        title="Routing: local tiny.en -> cloud",
-        xlim=(0, 1),
-    )
+    ax[1].plot([r["default"]["escalated"]], [r["default"]["routed_wer"]], "r*", ms=12, label="default policy")
+    ax[1].set(xlabel="share of utterances escalated", ylabel="WER", xlim=(0, 1),
+              title="Routing on speech-dev + noise (0/5/10/20 dB)")
     ax[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "escalation.png", dpi=120)
@@ -597,7 +598,10 @@ def main() -> int:
     finally:
         if cloud_server:
             cloud_server.stop()
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    path = args.out / "results.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**previous, **results}, indent=2, default=str) + "\n")  # parts rerun alone
+    results = {**previous, **results}
     plots(results, args.out)
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'escalation.png'}")
     return 0

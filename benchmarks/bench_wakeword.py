@@ -1,8 +1,9 @@
 """Wake-word benchmark (a script, not a test): what the issue's targets ask for, on real audio.
 
   recall    alexa recall and false accepts per hour: 158 real "alexa" clips against real negatives
-            (bare "jarvis", other keywords, speech-dev) plus synthetic noise; openWakeWord alone at 0.5
-            (the peer) vs the two-stage detector (first stage 0.2, local transcriber verifies below 0.9).
+            (bare "jarvis", other keywords, speech-dev) plus synthetic noise; openWakeWord alone (the
+            peer), with listen's VAD gate, and with the second stage too (first stage 0.2, the local
+            transcriber verifies candidates below 0.9).
   cpu       CPU of the idle listening loop, per audio second, vs openwakeword.Model on the same frames.
   latency   end of a ~3 s command -> action, streamed at real-time pace as a microphone would deliver it,
             with transcribe-ahead (the default) vs transcribing only after the endpoint (the peer).
@@ -87,38 +88,37 @@ def section_recall(args, transcribe) -> dict:
     ]
     negatives += sorted((DATA / "speech-dev").glob("*.wav"))
     started = time.monotonic()
-    positives = score_files(clips("alexa"), "alexa", with_word_end=True)
-    speech_negatives = score_files(negatives, "alexa")
-    detector = WakeWordDetector([WakeWordSpec("alexa")])
     noise_kinds = [(k, r) for k in ("white", "pink", "brown") for r in (0.003, 0.01, 0.03, 0.1)]
-    noise_negatives = [
-        score_clip(detector, "alexa", noise(kind, 30 * SR, rms, seed), f"noise:{kind}@{rms}")
-        for seed, (kind, rms) in enumerate(noise_kinds)
-    ]
-    print(
-        f"scored {len(positives)} positives, {len(speech_negatives)} speech negatives, "
-        f"{len(noise_negatives)} noise clips in {time.monotonic() - started:.0f} s",
-        flush=True,
-    )
-    all_negatives = speech_negatives + noise_negatives
-    single = Evaluation(WakeWordSpec("alexa"), positives, all_negatives)
+    traces = {}
+    for gate in (None, 0.1):  # openWakeWord scores every frame; listen gates on Silero VAD
+        detector = WakeWordDetector([WakeWordSpec("alexa")], vad_gate=gate)
+        noise_negatives = [
+            score_clip(detector, "alexa", noise(kind, 30 * SR, rms, seed), f"noise:{kind}@{rms}")
+            for seed, (kind, rms) in enumerate(noise_kinds)
+        ]
+        traces[gate] = (score_files(clips("alexa"), "alexa", with_word_end=True, vad_gate=gate),
+                        score_files(negatives, "alexa", vad_gate=gate) + noise_negatives)
+    positives, all_negatives = traces[0.1]
+    print(f"scored {len(positives)} positives and {len(all_negatives)} negative clips, with and without the "
+          f"VAD gate, in {time.monotonic() - started:.0f} s", flush=True)
     verifier = TranscriptVerifier(transcribe, ["alexa"])
-    two_stage = Evaluation(
-        WakeWordSpec("alexa", accept_threshold=0.9), positives, all_negatives, verify=verifier.verify
+    detectors = (
+        ("openWakeWord alone", Evaluation(WakeWordSpec("alexa"), *traces[None]), (0.3, 0.5, 0.7, 0.9)),
+        ("+ VAD gate", Evaluation(WakeWordSpec("alexa"), positives, all_negatives), (0.3, 0.5)),
+        ("+ second stage (listen)", Evaluation(WakeWordSpec("alexa", accept_threshold=0.9), positives,
+                                               all_negatives, verify=verifier.verify), (0.1, 0.2, 0.3)),
     )
     rows_out = []
-    for name, evaluation, thresholds in (
-        ("openWakeWord alone", single, (0.3, 0.5, 0.7, 0.9)),
-        ("two-stage (accept >= 0.9)", two_stage, (0.1, 0.2, 0.3)),
-    ):
+    for name, evaluation, thresholds in detectors:
         for t in thresholds:
             r = evaluation.at(t)
             noise_fa = sum(1 for p in r.false_accept_clips if p.startswith("noise:"))
             rows_out.append({"detector": name, **r.to_dict(), "noise_false_accepts": noise_fa})
+    noise_minutes = 30 * len(noise_kinds) / 60
     hours = rows_out[0]["negative_hours"]
     print(
         f"\nalexa: {len(positives)} positive clips; negatives {hours * 60:.1f} min "
-        f"({sum(t.duration_s for t in noise_negatives) / 60:.0f} min of it noise)"
+        f"({noise_minutes:.0f} min of it noise)"
     )
     print(
         f"{'detector':<27} {'thr':>5} {'recall':>7} {'missed':>6} {'FA':>3} {'FA/h':>6} {'lat p50':>8} "
@@ -131,15 +131,19 @@ def section_recall(args, transcribe) -> dict:
             f"{r['false_accepts_per_hour']:>6.2f} "
             f"{r['latency_median_s']:>7.2f}s {r['verified_rejections']:>12}"
         )
+    for r in rows_out:
+        if r["detector"].startswith("+ second") and r["threshold"] == 0.2 or r["threshold"] == 0.5:
+            print(f"  {r['detector']} at {r['threshold']}: missed {[Path(p).name for p in r['missed']]}, "
+                  f"false accepts {[Path(p).name for p in r['false_accept_clips']]}")
     return {"rows": rows_out}
 
 
 # --- idle CPU ---------------------------------------------------------------------------------------------
 
 
-def idle_plan() -> ListenPlan:
+def idle_plan(vad_gate: float | None = 0.1) -> ListenPlan:
     return ListenPlan(
-        ListenSection(),
+        ListenSection(vad_gate=vad_gate),
         [WakeWordPlan(WakeWordSpec("alexa", 0.2, accept_threshold=0.9), ["alexa"])],
         Grammar([]),
     )
@@ -157,37 +161,48 @@ def section_cpu(args, transcribe) -> dict:
     def never(audio):
         raise AssertionError("the idle loop must not transcribe")
 
-    ours, theirs = [], []
+    ours, ungated, theirs = [], [], []
     for _ in range(3):
-        listener = Listener(idle_plan(), never)
-        cpu = time.process_time()
-        for frame in frames:
-            for _event in listener.feed(frame):
-                pass
-        ours.append((time.process_time() - cpu) / (len(room) / SR))
+        for gate, out in ((0.1, ours), (None, ungated)):
+            listener = Listener(idle_plan(vad_gate=gate), never)
+            cpu = time.process_time()
+            for frame in frames:
+                for _event in listener.feed(frame):
+                    pass
+            out.append((time.process_time() - cpu) / (len(room) / SR))
         model = openwakeword.Model(wakeword_models=["alexa"], inference_framework="onnx")
         pcm = [(f * 32767).astype(np.int16) for f in frames]
         cpu = time.process_time()
         for frame in pcm:
             model.predict(frame)
         theirs.append((time.process_time() - cpu) / (len(room) / SR))
-    # The same loop paced like a microphone, to include the cost of waiting for audio.
-    listener = Listener(idle_plan(), never)
-    wall, cpu = time.monotonic(), time.process_time()
-    for frame in open_stream(room[: 10 * SR], realtime=True):
-        for _event in listener.feed(frame):
-            pass
-    paced = (time.process_time() - cpu) / (time.monotonic() - wall)
+    # The same loop paced like a microphone: between frames the process sleeps, and each frame then
+    # costs more (cold caches), so this is the number that matters for a device listening all day.
+    paced_runs: dict[float | None, list[float]] = {0.1: [], None: []}
+    for _ in range(3):
+        for gate, runs in paced_runs.items():
+            listener = Listener(idle_plan(vad_gate=gate), never)
+            wall, cpu = time.monotonic(), time.process_time()
+            for frame in open_stream(room[: 10 * SR], realtime=True):
+                for _event in listener.feed(frame):
+                    pass
+            runs.append((time.process_time() - cpu) / (time.monotonic() - wall))
+    paced = {gate: statistics.median(runs) for gate, runs in paced_runs.items()}
     result = {
-        "idle_cpu_fraction_of_one_core": statistics.median(ours),
-        "openwakeword_model_cpu_fraction": statistics.median(theirs),
-        "paced_cpu_fraction": paced,
+        "paced_cpu_fraction": paced[0.1],
+        "paced_without_vad_gate": paced[None],
+        "fast_loop_cpu_fraction": statistics.median(ours),
+        "fast_loop_without_vad_gate": statistics.median(ungated),
+        "fast_loop_openwakeword_model": statistics.median(theirs),
+        "load_average": os.getloadavg(),
     }
-    ours_m, theirs_m = result["idle_cpu_fraction_of_one_core"], result["openwakeword_model_cpu_fraction"]
     print(
-        f"\nidle listening CPU (fraction of one core, median of 3 x 20 s): edge-asr {ours_m:.2%}, "
-        f"openwakeword.Model {theirs_m:.2%} (ratio {ours_m / theirs_m:.2f}); "
-        f"paced at real time for 10 s: {paced:.2%}; load average {os.getloadavg()[0]:.1f}"
+        f"\nidle listening CPU, share of one core (a quiet room; load average {os.getloadavg()[0]:.1f}):\n"
+        f"  paced at real time, median of 3 x 10 s: edge-asr {paced[0.1]:.2%}, without the VAD gate {paced[None]:.2%} "
+        f"(ratio {paced[0.1] / paced[None]:.2f})\n"
+        f"  as fast as possible, median of 3 x 20 s: edge-asr {statistics.median(ours):.2%}, without the VAD "
+        f"gate {statistics.median(ungated):.2%}, openwakeword.Model {statistics.median(theirs):.2%} "
+        f"(ratio {statistics.median(ours) / statistics.median(theirs):.2f})"
     )
     return result
 

@@ -30,6 +30,7 @@ from edge_asr.confidence import (  # noqa: E402
     FEATURES,
     ConfidenceModel,
     expected_calibration_error,
+    has_words,
     reliability_table,
     utterance_features,
 )
@@ -66,10 +67,10 @@ def build_table(clips: list[data.Clip], local: dict, label_max_wer: float):
     rows, labels, groups, skipped = [], [], [], 0
     for clip in clips:
         segments = local[clip.id]["segments"]
-        if not segments:
-            skipped += 1  # nothing to route: no decision is ever made on an empty window
-            continue
         hypothesis = "".join(s["text"] for s in segments)
+        if not has_words(hypothesis):
+            skipped += 1  # nothing to route: windows without a word stay local (EscalationPolicy)
+            continue
         errors, ref_words = data.word_errors(clip.reference, hypothesis)
         right = errors == 0 if clip.kind == "nonspeech" else errors / ref_words <= label_max_wer
         feats = utterance_features(segments, clip.duration)
@@ -125,7 +126,7 @@ def main() -> int:
     clips = data.benchmark_clips([None, *args.snrs], args.limit, args.nonspeech)
     local = data.run_local(clips, args.model, args.cache)
     x, y, groups, skipped = build_table(clips, local, args.label_max_wer)
-    print(f"{len(y)} utterances with text ({int(y.sum())} right), {skipped} with none; "
+    print(f"{len(y)} utterances with words ({int(y.sum())} right), {skipped} without; "
           f"right = WER <= {args.label_max_wer:g} (non-speech: no words)")
 
     oof = cross_validate(x, y, groups, args.l2)

@@ -42,6 +42,13 @@ _CLIP = {
     "words_per_second": (0.0, 8.0),
 }
 _WORD = re.compile(r"[\w']+")
+# Whisper's own test for a failed decode (a repetition loop): text that gzip compresses more than this.
+LOOP_COMPRESSION_RATIO = 2.4
+
+
+def has_words(text: str) -> bool:
+    """Does a transcript say anything? Whisper often writes just " ." (or nothing) where nobody spoke."""
+    return _WORD.search(text) is not None
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -97,6 +104,8 @@ class ConfidenceModel:
     meta: dict | None = None
 
     def probability(self, values: dict[str, float]) -> float:
+        if values["compression_ratio"] > LOOP_COMPRESSION_RATIO:
+            return 0.0  # a loop is wrong whatever else the numbers say; few loops were there to fit on
         x = np.array([values[f] for f in self.features])
         z = self.bias + float(np.dot(self.weights, (x - np.array(self.mean)) / np.array(self.scale)))
         return float(1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0))))

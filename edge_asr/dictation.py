@@ -109,10 +109,13 @@ class _Utterance:
 class Dictation:
     """Feed frames (any fixed size; 80 ms from edge_asr.stream), get partial and final events."""
 
-    def __init__(self, transcriber, section: DictateSection | None = None, vad=None) -> None:
+    def __init__(self, transcriber, section: DictateSection | None = None, vad=None, live: bool = True) -> None:
+        """`live`: frames arrive in real time (a microphone, a paced file), so when transcription falls behind,
+        partials are skipped rather than delaying everything after them."""
         from edge_asr.vad import Endpointer
 
         self.transcriber = transcriber
+        self.live = live
         self.section = section = (section or DictateSection()).check()
         self.endpointer = Endpointer(vad, threshold=section.vad_threshold,
                                      trailing_silence_s=section.trailing_silence_s,
@@ -145,7 +148,7 @@ class Dictation:
             elif event.kind == "end" and utt is not None:
                 yield from self._finalize(utt, event.t)
                 utt = None
-        if utt is not None and self.t >= utt.next_partial_t and not self._behind():
+        if utt is not None and self.t >= utt.next_partial_t and not (self.live and self._behind()):
             event = self._partial(utt)
             if event is not None:
                 yield event
@@ -178,7 +181,6 @@ class Dictation:
         return utt
 
     def _behind(self) -> bool:
-        """Realtime input that waits while we compute: skip a partial rather than fall further behind."""
         assert self._wall_start is not None
         lag = (time.monotonic() - self._wall_start) - self.t
         return lag > self.section.partial_interval_s

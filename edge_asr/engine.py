@@ -37,6 +37,9 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # No arena: it keeps the largest activations ever seen (a 30 s window's attention) for the life of the
+    # process. Without it dictate's peak RSS drops 16-120 MB on a Pi-sized budget; decoding speed is unchanged.
+    opts.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -48,6 +48,7 @@ class EscalationSection:
     retries: int = 2
     breaker_cooldown_s: float = 30.0  # after a failure, wait this long before trying the cloud again
     language: str | None = None  # sent to the cloud; None: the local model's language
+    arbitrate: bool = True  # the cloud's answer replaces the local one only if at least as confident
 
     def validate(self, source: str = "config") -> None:
         def bad(key: str, why: str) -> ConfigError:
@@ -72,7 +73,7 @@ class RoutingDecision:
 
     start: float
     end: float
-    status: str  # accepted | escalated | failed | skipped
+    status: str  # accepted | escalated | rejected | failed | skipped
     local_confidence: float
     local_text: str
     reason: str | None = None
@@ -85,7 +86,8 @@ class RoutingDecision:
 class EscalationStats:
     seen_s: float = 0.0
     sent_s: float = 0.0
-    counts: dict = field(default_factory=lambda: {"accepted": 0, "escalated": 0, "failed": 0, "skipped": 0})
+    counts: dict = field(default_factory=lambda: dict.fromkeys(
+        ("accepted", "escalated", "rejected", "failed", "skipped"), 0))
 
 
 class EscalationPolicy:
@@ -97,6 +99,7 @@ class EscalationPolicy:
         max_share: float = 0.25,
         burst_s: float = 30.0,
         language: str | None = None,
+        arbitrate: bool = True,
         confidence_model: ConfidenceModel | None = None,
         on_decision: Callable[[RoutingDecision], None] | None = None,
     ):
@@ -110,6 +113,7 @@ class EscalationPolicy:
         self.max_share = max_share
         self.burst_s = burst_s
         self.language = language
+        self.arbitrate = arbitrate
         self.on_decision = on_decision
         self.stats = EscalationStats()
         self._lock = threading.Lock()
@@ -133,7 +137,7 @@ class EscalationPolicy:
             retries=section.retries, breaker=CircuitBreaker(cooldown_s=section.breaker_cooldown_s),
         )
         return cls(client, min_confidence=section.min_confidence, max_share=section.max_share,
-                   burst_s=section.burst_s, language=section.language, **kwargs)
+                   burst_s=section.burst_s, language=section.language, arbitrate=section.arbitrate, **kwargs)
 
     def route(
         self, segments: Iterable[Segment], audio: np.ndarray | StreamedAudio, language: str | None = None
@@ -154,7 +158,7 @@ class EscalationPolicy:
         decision = RoutingDecision(start, end, "accepted", confidence, "".join(s.text for s in group).strip())
         with self._lock:
             self.stats.seen_s += span_s
-            if confidence < self.min_confidence:
+            if wants_cloud(decision.local_text, confidence, self.min_confidence):
                 budget = self.max_share * self.stats.seen_s + self.burst_s
                 if self.stats.sent_s + span_s > budget:
                     decision.status, decision.reason = "skipped", "share_cap"
@@ -195,6 +199,12 @@ class EscalationPolicy:
         decision.cloud_text = cloud.text.strip()
         decision.cloud_confidence = self.confidence_model.score(cloud.segments or [{"text": cloud.text}],
                                                                 end - start, cloud.words or None)
+        if self.arbitrate and not takes_cloud(decision.local_confidence, decision.cloud_text,
+                                              decision.cloud_confidence):
+            decision.status, decision.reason = "rejected", "cloud_less_confident"
+            log.info("cloud answer for %.1f-%.1f s is less sure (%.2f) than the device's (%.2f); keeping %r",
+                     start, end, decision.cloud_confidence, decision.local_confidence, decision.local_text)
+            return group
         if not decision.cloud_text:
             log.info("cloud heard no speech in %.1f-%.1f s where the device heard %r", start, end,
                      decision.local_text)
@@ -202,6 +212,25 @@ class EscalationPolicy:
         for seg in segments:
             seg.extra["escalation"] = _mark(decision)
         return segments
+
+
+def wants_cloud(local_text: str, local_confidence: float, min_confidence: float) -> bool:
+    """Is this window worth a round trip (budget aside)?
+
+    A window without a word (Whisper's " ." where nobody spoke) has nothing to correct, and its audio is
+    audio where nobody spoke: it never goes up."""
+    from edge_asr.confidence import has_words
+
+    return local_confidence < min_confidence and has_words(local_text)
+
+
+def takes_cloud(local_confidence: float, cloud_text: str, cloud_confidence: float) -> bool:
+    """Does the cloud's answer replace the local one? Yes if it is at least as sure, or if it heard no words
+    at all (the device's words were then most likely a hallucination on noise). A less sure answer,
+    typically a repetition loop of the cloud model, is rejected and the local text stands."""
+    from edge_asr.confidence import has_words
+
+    return not has_words(cloud_text) or cloud_confidence >= local_confidence
 
 
 def _mark(decision: RoutingDecision) -> dict:
@@ -321,8 +350,8 @@ def _normalize(text: str) -> str:
     return " ".join(_NORMALIZE.sub(" ", text.lower()).split())
 
 
-def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, on_failure: bool = False,
-                        language: str | None = "en") -> bool:
+def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, on_failure: bool | None = False,
+                        language: str | None = "en") -> bool | None:
     """Does the cloud hear `phrase` in this wake clip (float32 16 kHz, pre-roll included)?
 
     For detections in the borderline band only; case, punctuation and spacing are ignored ("Hey, Jarvis!"
@@ -337,8 +366,7 @@ def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, 
     try:
         heard = _normalize(client.transcribe(audio, language=language).text)
     except CloudError as e:
-        log.warning("wake verification unavailable (%s); treating as %s", e.reason,
-                    "confirmed" if on_failure else "not confirmed")
+        log.warning("wake verification unavailable (%s); answering %r", e.reason, on_failure)
         return on_failure
     confirmed = f" {want} " in f" {heard} " or want.replace(" ", "") in heard.replace(" ", "")
     log.debug("wake verification: heard %r, want %r -> %s", heard, want, confirmed)

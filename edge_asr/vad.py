@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 SAMPLE_RATE = 16000
-CHUNK_SAMPLES = 512  # 32 ms, a window size Silero v4 was trained on at 16 kHz
+CHUNK_SAMPLES = 512  # 32 ms; Silero v4 was trained on 512, 1024 and 1536-sample windows at 16 kHz
 
 
 def silero_model_path() -> Path:
@@ -24,12 +24,20 @@ def silero_model_path() -> Path:
 
 
 class SileroVad:
-    """Speech probability per frame. Frames may be any length; the model runs on 512-sample chunks and a
-    remainder carries over to the next frame, so results do not depend on how audio was framed."""
+    """Speech probability per frame. Frames may be any length; the model runs on fixed chunks and a
+    remainder carries over to the next frame, so results do not depend on how audio was framed.
 
-    def __init__(self, model_path: str | Path | None = None, threads: int = 1) -> None:
+    `chunk_samples`: 512 (32 ms) resolves speech ends finely; 1536 costs about half the CPU per second of
+    audio (each call has a fixed cost) for a coarser answer, enough to tell whether anyone is speaking.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, threads: int = 1,
+                 chunk_samples: int = CHUNK_SAMPLES) -> None:
         from edge_asr.engine import make_session
 
+        if chunk_samples not in (512, 1024, 1536):
+            raise ValueError(f"chunk_samples must be 512, 1024 or 1536, got {chunk_samples}")
+        self.chunk_samples = chunk_samples
         self._session = make_session(Path(model_path or silero_model_path()), threads)
         self.reset()
 
@@ -47,11 +55,11 @@ class SileroVad:
 
     def __call__(self, frame: np.ndarray) -> float:
         """The highest speech probability among the chunks this frame completed (else the last one)."""
+        size = self.chunk_samples
         audio = np.concatenate((self._pending, frame)) if len(self._pending) else frame
-        n_chunks = len(audio) // CHUNK_SAMPLES
-        probs = [self.chunk_probability(audio[i * CHUNK_SAMPLES:(i + 1) * CHUNK_SAMPLES])
-                 for i in range(n_chunks)]
-        self._pending = audio[n_chunks * CHUNK_SAMPLES:].copy()
+        n_chunks = len(audio) // size
+        probs = [self.chunk_probability(audio[i * size:(i + 1) * size]) for i in range(n_chunks)]
+        self._pending = audio[n_chunks * size:].copy()
         if probs:
             self._last = max(probs)
         return self._last

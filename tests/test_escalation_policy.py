@@ -18,7 +18,14 @@ from edge_asr.confidence import (
 )
 from edge_asr.config import Config, from_dict
 from edge_asr.errors import ConfigError
-from edge_asr.escalation import EscalationPolicy, EscalationSection, StreamedAudio, _windows
+from edge_asr.escalation import (
+    EscalationPolicy,
+    EscalationSection,
+    StreamedAudio,
+    _windows,
+    takes_cloud,
+    wants_cloud,
+)
 from edge_asr.types import Segment, Word
 
 
@@ -100,3 +107,18 @@ def test_streamed_clips_match_the_whole_file(tmp_path):
     for start, end in [(0.0, 13.6), (13.6, 43.6), (50.0, 60.0)]:
         assert np.array_equal(clips.clip(start, end), whole[int(start * 16000): int(end * 16000)])
     assert sum(len(b) for b in clips._kept) <= 20 * 16000  # only the blocks the last clip touched
+
+
+def test_routing_rules():
+    assert wants_cloud(" turn the lights off", 0.01, 0.05)
+    assert not wants_cloud(" turn the lights off", 0.5, 0.05)
+    assert not wants_cloud(" .", 0.0, 0.05)  # no words: nothing to correct, and nobody spoke
+    assert takes_cloud(0.01, " turn the lights off", 0.3)
+    assert not takes_cloud(0.3, " and I know and I know and I know", 0.0)  # a less sure cloud loses
+    assert takes_cloud(0.3, "", 0.0)  # the cloud heard nobody: the device's words were a hallucination
+
+
+def test_a_repetition_loop_has_no_confidence():
+    loop = seg(0, 0.0, 5.0, text=" and cry to the unit" * 12, logprob=-0.05)
+    loop.compression_ratio = 10.4
+    assert ConfidenceModel.load().score([loop], 5.0) == 0.0

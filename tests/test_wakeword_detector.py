@@ -36,13 +36,28 @@ def test_scores_match_openwakeword_model():
 
     reference = openwakeword.Model(wakeword_models=["alexa"], inference_framework="onnx")
     reference.preprocessor = AudioFeatures(inference_framework="onnx")  # fresh streaming state
-    ours = WakeWordDetector([WakeWordSpec("alexa")])
+    ours = WakeWordDetector([WakeWordSpec("alexa")], vad_gate=None)  # every frame scored, like openWakeWord
     audio = padded(load_int16(clips("alexa")[0]))
     theirs = np.array([reference.predict(audio[i:i + FRAME])["alexa"] for i in range(0, len(audio), FRAME)])
     mine = np.array([ours.scores(f)["alexa"] for f in frames(audio)])
     assert theirs.max() > 0.9
     # The first ~1.3 s differ only by the synthetic start-up buffers both fill in.
     np.testing.assert_allclose(mine[20:], theirs[20:], atol=1e-3)
+
+
+def test_vad_gate_keeps_the_scores_of_speech_and_skips_silence():
+    gated = WakeWordDetector([WakeWordSpec("alexa")])
+    ungated = WakeWordDetector([WakeWordSpec("alexa")], vad_gate=None)
+    for clip in clips("alexa")[:4]:
+        audio = padded(load_int16(clip), before_s=3.0, after_s=2.5)
+        gated.reset()
+        ungated.reset()
+        a = np.array([gated.scores(f)["alexa"] for f in frames(audio)])
+        b = np.array([ungated.scores(f)["alexa"] for f in frames(audio)])
+        speech = a > 0
+        assert a.max() == pytest.approx(b.max(), abs=1e-6) and a.max() > 0.5
+        np.testing.assert_allclose(a[speech], b[speech], atol=1e-6)  # scored frames: the same scores
+        assert not a[10:20].any() and not a[-5:].any()  # quiet lead-in and tail: not scored at all
 
 
 def test_detects_alexa_but_not_other_keywords():

@@ -101,6 +101,8 @@ def build_wakewords(section: ListenSection, source: str) -> list[WakeWordSpec]:
     names = [wakeword_display_name(c.model) for c in section.wakewords]
     if len(names) != len(set(names)):
         raise ConfigError(f"{source}: '{SECTION}.wakewords' lists the same wake word twice")
+    if section.vad_gate is not None:
+        _check_range(section.vad_gate, 0.0, 1.0, f"{SECTION}.vad_gate", source)
     capture = section.capture
     for name in ("pre_roll_s", "start_timeout_s", "trailing_silence_s", "max_command_s"):
         if getattr(capture, name) <= 0:

@@ -72,6 +72,9 @@ class ListenSection:
     # in the pre-roll; "cloud": the escalation endpoint must (the local check stands in when it can't
     # answer); "none": the first stage alone decides.
     verifier: Literal["local", "cloud", "none"] = "local"
+    # Wake-word models run only while Silero VAD hears speech at this probability (a quiet room then costs
+    # a third of the CPU; detections are the same); null runs them on every frame.
+    vad_gate: float | None = 0.1
     language: str | None = "en"
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     min_match_score: float = 0.6

@@ -160,10 +160,10 @@ class Evaluation:
 
 
 def score_files(files: list[Path], wakeword: str, *, threads: int = 1, with_word_end: bool = False,
-                progress: str | None = None) -> list[ClipTrace]:
+                progress: str | None = None, vad_gate: float | None = 0.1) -> list[ClipTrace]:
     from tqdm import tqdm
 
-    detector = WakeWordDetector([WakeWordSpec(wakeword)], threads=threads)
+    detector = WakeWordDetector([WakeWordSpec(wakeword)], threads=threads, vad_gate=vad_gate)
     name = detector.heads[0].spec.name
     vad = None
     if with_word_end:

@@ -55,7 +55,8 @@ class Listener:
         if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
             self.prompt = self.grammar.prompt() if self.grammar else None
         self.verbose = verbose
-        self.detector = WakeWordDetector([w.spec for w in plan.wakewords], threads=threads)
+        self.detector = WakeWordDetector([w.spec for w in plan.wakewords], threads=threads,
+                                         vad_gate=section.vad_gate)
         capture = section.capture
         self.ring = RingBuffer(capture.pre_roll_s)
         self.recorder = CommandRecorder(capture)

@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or section.threads or config.transcribe.threads or 2
     transcriber = Transcriber(args.model or section.model or config.transcribe.model, threads=threads,
                               cache_dir=args.cache_dir)
-    dictation = Dictation(transcriber, section)
+    # A file read as fast as possible is not live: every partial is computed, however long it takes.
+    live = args.realtime or args.input in (None, MICROPHONE, "-")
+    dictation = Dictation(transcriber, section, live=live)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:

@@ -28,6 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                     help="with --verify: what to listen for (default: the model name)")
     ev.add_argument("--model", default=None, help="with --verify: transcriber model directory")
     ev.add_argument("--threads", type=int, default=2, help="with --verify: transcriber threads")
+    ev.add_argument("--no-vad-gate", action="store_true",
+                    help="score every frame, as openWakeWord does (listen's default gates on Silero VAD)")
     ev.add_argument("--format", choices=("text", "json"), default="text")
     ev.set_defaults(func=run_eval)
 
@@ -65,8 +67,10 @@ def run_eval(args: argparse.Namespace) -> int:
         verify = TranscriptVerifier(transcribe, wake_phrases(args.wakeword, args.phrase or [])).verify
     spec = WakeWordSpec(args.wakeword, patience=args.patience, refractory_s=args.refractory,
                         accept_threshold=args.accept_threshold)
-    positive_traces = score_files(positives, args.wakeword, with_word_end=True, progress="positives")
-    negative_traces = score_files(negatives, args.wakeword, progress="negatives")
+    gate = None if args.no_vad_gate else 0.1
+    positive_traces = score_files(positives, args.wakeword, with_word_end=True, progress="positives",
+                                  vad_gate=gate)
+    negative_traces = score_files(negatives, args.wakeword, progress="negatives", vad_gate=gate)
     evaluation = Evaluation(spec, positive_traces, negative_traces, verify=verify)
     results = [evaluation.at(t) for t in thresholds]
     if args.format == "json":

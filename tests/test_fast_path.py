@@ -1,0 +1,77 @@
+"""The short-utterance fast path: the encoder sees only the seconds present, not a padded 30 s window."""
+
+import contextlib
+
+from conftest import SPEECH_DEV, wer
+
+from edge_asr.audio import load_audio
+from edge_asr.frontend import N_FRAMES
+from edge_asr.model_dir import FastPath, ModelCard
+from edge_asr.transcriber import fast_path_frames
+
+
+def test_fast_path_frames():
+    assert fast_path_frames(280, 1.0) == 400  # 2.8 s + 1 s of padding -> 4 s
+    assert fast_path_frames(300, 0.0) == 300  # whole seconds stay as they are
+    assert fast_path_frames(1, 0.0) == 100
+    assert fast_path_frames(2950, 1.0) == N_FRAMES  # never more than a window
+
+
+@contextlib.contextmanager
+def encoder_inputs(transcriber):
+    """Record the mel frame count of every encoder call (the real engine runs)."""
+    frames: list[int] = []
+    engine = transcriber.engine
+    real = engine.encode
+    engine.encode = lambda mel: (frames.append(mel.shape[1]), real(mel))[1]
+    try:
+        yield frames
+    finally:
+        del engine.encode
+
+
+def test_fast_path_encodes_only_the_audio_present(transcriber):
+    path = SPEECH_DEV / "speechbrain_example1.wav"  # 3.3 s
+    reference = "the birch canoe slid on the smooth planks"
+    with encoder_inputs(transcriber) as frames:
+        fast = "".join(s.text for s in transcriber.transcribe(path, fast_path=True)[0])
+        full = "".join(s.text for s in transcriber.transcribe(path, fast_path=False)[0])
+    pad_s = transcriber.card.fast_path.pad_s
+    assert frames == [fast_path_frames(len(load_audio(path)) // 160, pad_s), N_FRAMES]
+    assert frames[0] <= 500  # 3.3 s of audio: a 5 s encoder input at most, not 30 s
+    assert wer([reference], [fast]) == 0 and wer([reference], [full]) == 0, (fast, full)
+
+
+def test_the_model_card_decides_by_default(transcriber):
+    path = SPEECH_DEV / "ljspeech_LJ001-0013.wav"
+    card = transcriber.card.fast_path
+    saved = (card.safe, card.pad_s)
+    try:
+        with encoder_inputs(transcriber) as frames:
+            card.safe = False
+            segments, info = transcriber.transcribe(path)
+            list(segments)
+            assert info.options["fast_path"] is False
+            card.safe, card.pad_s = True, 2.0
+            segments, info = transcriber.transcribe(path)
+            text = "".join(s.text for s in segments)
+        assert info.options["fast_path"] is True and frames == [N_FRAMES, 500]  # 2.6 s + 2 s -> 5 s
+        assert "ugly ones" in text
+    finally:
+        card.safe, card.pad_s = saved
+
+
+def test_card_field_is_backwards_compatible(model_dir, tmp_path):
+    import shutil
+
+    import yaml
+
+    copy = tmp_path / "old"
+    shutil.copytree(model_dir, copy)
+    data = yaml.safe_load((copy / "model.yaml").read_text())
+    data.pop("fast_path", None)  # a card written before the field existed
+    (copy / "model.yaml").write_text(yaml.safe_dump(data))
+    assert ModelCard.load(copy).fast_path == FastPath()  # not safe: the full window, as before
+    data["fast_path"] = {"safe": True, "pad_s": 1.0, "measured": {"wer_full": 10.6, "wer_fast": 10.4}}
+    (copy / "model.yaml").write_text(yaml.safe_dump(data))
+    assert ModelCard.load(copy).fast_path.safe is True
