@@ -51,7 +51,7 @@ class DistillStep:
     """Knowledge distillation from the unpruned model (teacher) on unlabeled calibration audio."""
 
     steps: int = 300
-    lr: float = 3e-4
+    lr: float = 1e-5  # higher rates undo a refit student within a few Adam steps (measured)
     batch: int = 4
     temperature: float = 2.0
     encoder_weight: float = 1.0  # weight of the encoder-output (cross K/V) matching loss
