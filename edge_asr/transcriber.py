@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +59,9 @@ class TranscribeOptions:
     # Encode a window that the audio ends in over only the seconds present, not 30 s: much faster for short
     # utterances. None: on when the model card says it was measured not to cost accuracy.
     fast_path: bool | None = None
+    # Where the no-speech token says a window is silent but its text is likely enough to override that, let
+    # Silero VAD decide whether anyone spoke (see Transcriber._is_silence).
+    vad_check: bool = True
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -114,6 +117,7 @@ class Transcriber:
         self.engine = WhisperEngine(self.model_dir, self.card, threads)
         self.tokenizer = Tokenizer(self.model_dir / TOKENIZER, self.card.tokens)
         self.window_decoder = WindowDecoder(self.engine, self.tokenizer)
+        self._vad = None  # Silero VAD, built the first time a window's silence is in doubt
 
     @property
     def threads(self) -> int:
@@ -191,9 +195,12 @@ class Transcriber:
             cap = None
             if cross_kv.shape[2] < self.card.dims.n_audio_ctx:  # a fast-path window
                 cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
-            result = self._decode_with_fallback(cross_kv, opts, all_tokens[prompt_reset_since:], window_duration, cap)
+            has_speech = self._speech_check(chunk)
+            result = self._decode_with_fallback(
+                cross_kv, opts, all_tokens[prompt_reset_since:], window_duration, has_speech, cap
+            )
             previous_seek = seek
-            if self._is_silence(result, opts):
+            if self._is_silence(result, opts, has_speech):
                 seek += segment_size
                 buffer.drop_before(seek * HOP)
                 continue
@@ -219,11 +226,26 @@ class Transcriber:
                 prompt_reset_since = len(all_tokens)
             buffer.drop_before(seek * HOP)
 
+    def _speech_check(self, chunk: np.ndarray) -> Callable[[], bool]:
+        """Whether Silero VAD hears speech in this window's audio: asked at most once, and only if needed."""
+        answer: list[bool] = []
+
+        def has_speech() -> bool:
+            if not answer:
+                from edge_asr.vad import SileroVad, contains_speech
+
+                if self._vad is None:
+                    self._vad = SileroVad(threads=1)
+                answer.append(contains_speech(chunk, self._vad))
+            return answer[0]
+
+        return has_speech
+
     def _decode_with_fallback(
         self, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int], window_duration: float,
-        max_new_tokens: int | None = None,
+        has_speech: Callable[[], bool], max_new_tokens: int | None = None,
     ) -> DecodingResult:
-        result = None
+        results: list[DecodingResult] = []
         for t in opts.temperatures:
             dopts = DecodingOptions(
                 temperature=t, beam_size=opts.beam_size if t == 0 else 1, patience=opts.patience,
@@ -232,23 +254,33 @@ class Transcriber:
                 max_timestamp=window_duration, max_new_tokens=max_new_tokens,
             )
             result = self.window_decoder.decode(cross_kv, dopts, prompt)
-            too_repetitive = (
-                opts.compression_ratio_threshold is not None
-                and result.compression_ratio > opts.compression_ratio_threshold
-            )
-            too_unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
-            silent = opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold
-            if silent or not (too_repetitive or too_unlikely):
-                break
-        assert result is not None
-        return result
+            results.append(result)
+            # A window found silent is skipped whatever its text, so a better decode of it is no use.
+            if self._is_silence(result, opts, has_speech) or not _needs_fallback(result, opts):
+                return result
+        # Every temperature failed. The last sample is the most random of them, so take the likeliest decode
+        # that is not a loop (faster-whisper does the same): a loop kept here would be emitted as text.
+        unlooped = [r for r in results if not _too_repetitive(r, opts)]
+        best = max(unlooped or results, key=lambda r: r.avg_logprob)
+        # Report the last temperature tried, so the prompt is reset as after any high-temperature decode.
+        return dataclasses.replace(best, temperature=results[-1].temperature)
 
     @staticmethod
-    def _is_silence(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    def _is_silence(result: DecodingResult, opts: TranscribeOptions, has_speech: Callable[[], bool]) -> bool:
+        """Whisper's no-speech test, with Silero VAD as the second opinion where Whisper's two signals disagree.
+
+        The no-speech token says nobody spoke; in openai-whisper and faster-whisper a transcript likely enough
+        (avg_logprob above the threshold) overrides it. On non-speech that override is what lets the classic
+        hallucinations through: tiny.en's " Thank you." over a plucked melody (no-speech 0.88, avg_logprob
+        -0.9), base's " I'm sorry, I'm sorry, ..." over a pure tone (0.71, -0.2). So where the override would
+        decide, the VAD decides: the text stands only if the window holds speech. Windows where the no-speech
+        token is low, nearly all speech, never pay for the VAD.
+        """
         if opts.no_speech_threshold is None or result.no_speech_prob <= opts.no_speech_threshold:
             return False
-        # A confident transcript overrides the no-speech token.
-        return not (opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold)
+        if opts.log_prob_threshold is None or result.avg_logprob <= opts.log_prob_threshold:
+            return True
+        return opts.vad_check and not has_speech()
 
     def _split_segments(
         self, result: DecodingResult, seek: int, segment_size: int, ts_begin: int
@@ -317,3 +349,22 @@ class Transcriber:
                 segment.start = words[0].start
                 segment.end = max(words[-1].end, segment.start)
             segment.words = words
+
+
+def _too_repetitive(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    threshold = opts.compression_ratio_threshold
+    return threshold is not None and result.compression_ratio > threshold
+
+
+def _needs_fallback(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    """Whisper's test for a failed decode: a loop, or text the model itself finds unlikely.
+
+    A high no-speech probability alone must not excuse a failed decode (this code used to stop the fallback
+    on it, as openai-whisper once did): the no-speech token is high wherever a window holds little speech,
+    e.g. the short last window of an utterance, and exactly there a beam at temperature 0 loops on a likely
+    phrase (compression ratio 8-15, avg_logprob -0.2), which the silence test then kept because its
+    log-probability is high. Only a window judged silent (`Transcriber._is_silence`) ends the fallback early;
+    openai-whisper and faster-whisper also require the unlikely text for that.
+    """
+    unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
+    return _too_repetitive(result, opts) or unlikely
