@@ -7,6 +7,7 @@ import sys
 import tracemalloc
 
 import numpy as np
+import pytest
 import soundfile as sf
 from conftest import REPO, SAMPLE, SPEECH_DEV, wer
 
@@ -173,3 +174,16 @@ def test_a_loop_needs_fallback_even_where_no_speech_is_likely():
     # base, beam 5, on the short last window of a noisy utterance (cached from the escalation benchmark)
     assert _needs_fallback(result(" and cry to the unit" * 12, -0.19, 0.93), opts)
     assert not _needs_fallback(result(" the country that he does not visit often.", -0.31, 0.82), opts)
+
+
+def test_base_beam_gives_no_words_on_a_tone():
+    # Whisper base with beam 5 (the server's default model) loops " I'm sorry, I'm sorry, ..." on this tone at
+    # temperature 0, with the no-speech token at 0.71: a loop must not pass as speech.
+    base = REPO / "models" / "base"
+    if not (base / "model.yaml").exists():
+        pytest.skip("models/base not built (edge-asr models build --from base --out models/base)")
+    from edge_asr import Transcriber
+
+    tone = _nonspeech_clip("nonspeech-03-tone")
+    segments = list(Transcriber(base, threads=2).transcribe(tone, beam_size=5, language="en")[0])
+    assert not re.search(r"\w", "".join(s.text for s in segments)), segments
