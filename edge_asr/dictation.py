@@ -9,8 +9,9 @@ line), in this order per utterance: partials (zero or more), then one final.
 Times without `_s` are seconds into the stream: `start`/`end` of speech; `t` is how much audio had arrived
 when the event was computed. `compute_s` is wall time spent on that hypothesis; for a final it is the
 latency from the endpoint (speech end detected) to the text; `endpoint_s` is the silence the VAD waited for.
-`committed` only ever grows within an utterance; the final text extends it (`revised`: the final hypothesis
-disagreed with an already committed word, which is then kept as shown).
+`committed` only ever grows within an utterance; the final text is the hypothesis over the whole utterance
+and usually extends it (`revised`: it disagreed with an already committed word, so a display that showed
+the partial should replace that line).
 """
 
 from __future__ import annotations
@@ -219,8 +220,12 @@ class Dictation:
         audio = utt.audio()
         keep = int(round((end + self.section.tail_s - utt.audio_start) * SAMPLE_RATE))
         segments = self._transcribe(audio[: max(1, keep)], final=True)
-        rest, revised = extend_committed(utt.committed, _words(segments))
-        text = " ".join(utt.committed + rest)
+        words = _words(segments)
+        _, revised = extend_committed(utt.committed, words)
+        # The final is the record (the line written to --output): the hypothesis over the whole utterance, not
+        # the committed words, which came from partials on truncated audio and, on a live stream, depend on
+        # which partials the machine had time for. `revised` tells a display that shown words changed.
+        text = " ".join(words or utt.committed)
         if not text and not utt.partials:
             return  # the VAD fired on something that is no speech
         event = {"event": "final", "utterance": utt.index, "start": utt.start, "end": end, "t": round(self.t, 3),
