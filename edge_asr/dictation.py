@@ -44,6 +44,7 @@ class DictateSection:
     tail_s: float = 0.3  # silence kept after the last speech frame
     beam_size: int = 1  # for finals; partials are always greedy
     fast_path: bool | None = None  # None: the model card decides
+    fast_path_pad_s: float | None = None  # silence after the audio on the fast path; None: the model card's
     language: str | None = None
     word_timestamps: bool = False  # finals carry words with times (costs one more decoder pass)
 
@@ -55,6 +56,8 @@ class DictateSection:
         for key in ("partial_interval_s", "trailing_silence_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{source}: 'dictate.{key}' must be positive, got {getattr(self, key)}")
+        if self.fast_path_pad_s is not None and self.fast_path_pad_s < 0:
+            raise ConfigError(f"{source}: 'dictate.fast_path_pad_s' must be >= 0, got {self.fast_path_pad_s}")
         if not 0 < self.vad_threshold < 1:
             raise ConfigError(f"{source}: 'dictate.vad_threshold' must be in (0, 1), got {self.vad_threshold}")
         return self
@@ -189,7 +192,8 @@ class Dictation:
     def _transcribe(self, audio: np.ndarray, final: bool) -> list:
         s = self.section
         options = dict(beam_size=s.beam_size if final else 1, word_timestamps=final and s.word_timestamps,
-                       language=s.language, fast_path=s.fast_path, condition_on_previous_text=False)
+                       language=s.language, fast_path=s.fast_path, fast_path_pad_s=s.fast_path_pad_s,
+                       condition_on_previous_text=False)
         if not final:
             options["temperature"] = 0.0  # a partial is soon replaced: no fallback
         segments, _ = self.transcriber.transcribe(audio, **options)

@@ -59,6 +59,9 @@ class TranscribeOptions:
     # Encode a window that the audio ends in over only the seconds present, not 30 s: much faster for short
     # utterances. None: on when the model card says it was measured not to cost accuracy.
     fast_path: bool | None = None
+    # Silence appended after the audio on the fast path. None: the card's `fast_path.pad_s` (what the model was
+    # measured, or distilled, with); more padding buys back accuracy for a slower encoder pass.
+    fast_path_pad_s: float | None = None
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -127,11 +130,15 @@ class Transcriber:
             raise ValueError(str(e).replace("TranscribeOptions.__init__()", "transcribe()")) from None
         if opts.fast_path is None:
             opts.fast_path = self.card.fast_path.safe
+        if opts.fast_path_pad_s is None:
+            opts.fast_path_pad_s = self.card.fast_path.pad_s
+        elif opts.fast_path_pad_s < 0:
+            raise ValueError(f"fast_path_pad_s must be >= 0, got {opts.fast_path_pad_s}")
         _, duration = audio_info(audio)
         buffer = _AudioBuffer(stream_audio(audio))
         first = None  # the first window, when language detection already encoded it
         if self.card.multilingual and opts.language is None:
-            first = self._encode_window(buffer, 0, opts.fast_path)
+            first = self._encode_window(buffer, 0, opts.fast_path, opts.fast_path_pad_s)
             opts.language = self.detect_language(first[1]) if first[1] is not None else "en"
         elif not self.card.multilingual:
             opts.language = "en"
@@ -151,7 +158,7 @@ class Transcriber:
     # --- the window loop ------------------------------------------------------------------------------------
 
     def _encode_window(
-        self, buffer: _AudioBuffer, seek: int, fast_path: bool = False
+        self, buffer: _AudioBuffer, seek: int, fast_path: bool = False, pad_s: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray | None]:
         buffer.fill((seek + N_FRAMES) * HOP)
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
@@ -163,7 +170,7 @@ class Transcriber:
             return chunk, None
         frames = N_FRAMES
         if fast_path and len(chunk) < N_FRAMES * HOP:  # the audio ends inside this window
-            frames = fast_path_frames(len(chunk) // HOP, self.card.fast_path.pad_s)
+            frames = fast_path_frames(len(chunk) // HOP, pad_s)
         mel = log_mel(chunk, self.card.dims.n_mels, pad_to=frames)
         return chunk, self.engine.encode(mel)
 
@@ -177,7 +184,9 @@ class Transcriber:
         seek = 0
         seg_id = 0
         while True:
-            chunk, cross_kv = first if first is not None else self._encode_window(buffer, seek, opts.fast_path)
+            if first is None:
+                first = self._encode_window(buffer, seek, opts.fast_path, opts.fast_path_pad_s)
+            chunk, cross_kv = first
             first = None
             segment_size = len(chunk) // HOP
             if segment_size <= 0 or (buffer.exhausted and len(chunk) < HOP):

@@ -75,3 +75,16 @@ def test_card_field_is_backwards_compatible(model_dir, tmp_path):
     data["fast_path"] = {"safe": True, "pad_s": 1.0, "measured": {"wer_full": 10.6, "wer_fast": 10.4}}
     (copy / "model.yaml").write_text(yaml.safe_dump(data))
     assert ModelCard.load(copy).fast_path.safe is True
+
+
+def test_padding_is_a_transcribe_option(transcriber):
+    """More padding than the card's (accuracy back for a longer encoder pass) without touching the card."""
+    path = SPEECH_DEV / "ljspeech_LJ001-0013.wav"  # 2.6 s
+    with encoder_inputs(transcriber) as frames:
+        segments, info = transcriber.transcribe(path, fast_path=True, fast_path_pad_s=4.0)
+        text = "".join(s.text for s in segments)
+    assert frames == [700] and info.options["fast_path_pad_s"] == 4.0  # 2.6 s + 4 s -> 7 s
+    assert "ugly ones" in text
+    segments, info = transcriber.transcribe(path, fast_path=True)
+    list(segments)
+    assert info.options["fast_path_pad_s"] == transcriber.card.fast_path.pad_s
