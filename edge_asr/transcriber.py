@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ INPUT_STRIDE = 2  # mel frames per audio-context position
 # On the fast path a model that was not adapted to it may fail to stop; no speech needs more tokens than this
 # (timestamps included), so a runaway is cut early instead of running to 224 tokens at every temperature.
 FAST_PATH_TOKENS_PER_SECOND = 10
+REPEATED_WORDS = 3  # a fast-path hypothesis that says the same 3 words twice is re-decoded on the full window
 
 
 def fast_path_frames(audio_frames: int, pad_s: float) -> int:
@@ -67,6 +69,22 @@ class TranscribeOptions:
     def temperatures(self) -> tuple[float, ...]:
         t = self.temperature
         return (float(t),) if isinstance(t, (int, float)) else tuple(t)
+
+
+def _fails_thresholds(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    """Whisper's reasons to decode again at a higher temperature: too repetitive or too unlikely."""
+    too_repetitive = (opts.compression_ratio_threshold is not None
+                      and result.compression_ratio > opts.compression_ratio_threshold)
+    too_unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
+    return too_repetitive or too_unlikely
+
+
+def repeats_itself(text: str, n: int = REPEATED_WORDS) -> bool:
+    """Some run of `n` words occurs twice. A short window rarely says the same three words twice, while a
+    model that did not stop says its sentence again; the compression-ratio test needs far longer text."""
+    words = [w for w in (re.sub(r"[^\w']", "", w.lower()) for w in text.split()) if w]
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 class _AudioBuffer:
@@ -197,10 +215,11 @@ class Transcriber:
                 seek += segment_size
                 buffer.drop_before(seek * HOP)
                 continue
-            cap = None
+            prompt = all_tokens[prompt_reset_since:]
             if cross_kv.shape[2] < self.card.dims.n_audio_ctx:  # a fast-path window
-                cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
-            result = self._decode_with_fallback(cross_kv, opts, all_tokens[prompt_reset_since:], window_duration, cap)
+                result, cross_kv = self._decode_fast_window(chunk, cross_kv, opts, prompt, window_duration)
+            else:
+                result = self._decode_with_fallback(cross_kv, opts, prompt, window_duration)
             previous_seek = seek
             if self._is_silence(result, opts):
                 seek += segment_size
@@ -228,6 +247,24 @@ class Transcriber:
                 prompt_reset_since = len(all_tokens)
             buffer.drop_before(seek * HOP)
 
+    def _decode_fast_window(
+        self, chunk: np.ndarray, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int],
+        window_duration: float,
+    ) -> tuple[DecodingResult, np.ndarray]:
+        """A greedy try on the fast path's short context; when it looks like the short context misled the model
+        (it fails Whisper's own fallback thresholds, runs into the token cap, or repeats itself: the ways an
+        unadapted model goes wrong there), the window is encoded in full and decoded the normal way.
+        Returns the result and the cross K/V it came from (word alignment needs the same one)."""
+        cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
+        first_try = dataclasses.replace(opts, temperature=0.0)
+        result = self._decode_with_fallback(cross_kv, first_try, prompt, window_duration, cap)
+        if self._is_silence(result, opts) or not (
+            _fails_thresholds(result, opts) or len(result.tokens) >= cap or repeats_itself(result.text)
+        ):
+            return result, cross_kv
+        cross_kv = self.engine.encode(log_mel(chunk, self.card.dims.n_mels))
+        return self._decode_with_fallback(cross_kv, opts, prompt, window_duration), cross_kv
+
     def _decode_with_fallback(
         self, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int], window_duration: float,
         max_new_tokens: int | None = None,
@@ -241,13 +278,8 @@ class Transcriber:
                 max_timestamp=window_duration, max_new_tokens=max_new_tokens,
             )
             result = self.window_decoder.decode(cross_kv, dopts, prompt)
-            too_repetitive = (
-                opts.compression_ratio_threshold is not None
-                and result.compression_ratio > opts.compression_ratio_threshold
-            )
-            too_unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
             silent = opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold
-            if silent or not (too_repetitive or too_unlikely):
+            if silent or not _fails_thresholds(result, opts):
                 break
         assert result is not None
         return result

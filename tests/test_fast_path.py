@@ -7,7 +7,7 @@ from conftest import SPEECH_DEV, wer
 from edge_asr.audio import load_audio
 from edge_asr.frontend import N_FRAMES
 from edge_asr.model_dir import FastPath, ModelCard
-from edge_asr.transcriber import fast_path_frames
+from edge_asr.transcriber import fast_path_frames, repeats_itself
 
 
 def test_fast_path_frames():
@@ -88,3 +88,24 @@ def test_padding_is_a_transcribe_option(transcriber):
     segments, info = transcriber.transcribe(path, fast_path=True)
     list(segments)
     assert info.options["fast_path_pad_s"] == transcriber.card.fast_path.pad_s
+
+
+def test_repeats_itself():
+    assert repeats_itself("Go forward ten meters. Go forward ten meters.")
+    assert repeats_itself("stop the lardin' stop the lardin'")
+    assert not repeats_itself("Hold on, hold fast, hold out. Patience is genius.")
+    assert not repeats_itself("five five five") and not repeats_itself("Lobsters and lobsters.")
+
+
+def test_a_doubtful_fast_path_window_is_decoded_again_on_the_full_window(transcriber):
+    path = SPEECH_DEV / "speechbrain_example1.wav"  # 3.3 s
+    reference = "the birch canoe slid on the smooth planks"
+    with encoder_inputs(transcriber) as frames:
+        # A log-prob threshold of 0 makes every hypothesis "too unlikely", as a misled short context's would be.
+        segments, _ = transcriber.transcribe(path, fast_path=True, log_prob_threshold=0.0, temperature=0.0)
+        doubtful = "".join(s.text for s in segments)
+        segments, _ = transcriber.transcribe(path, fast_path=True, temperature=0.0)
+        trusted = "".join(s.text for s in segments)
+    fast = fast_path_frames(len(load_audio(path)) // 160, transcriber.card.fast_path.pad_s)
+    assert frames == [fast, N_FRAMES, fast]  # the doubtful one again in full; the trusted one not
+    assert wer([reference], [doubtful]) == 0 and wer([reference], [trusted]) == 0, (doubtful, trusted)
