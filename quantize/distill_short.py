@@ -22,6 +22,7 @@ Then `measure_fast_path` scores a model directory with and without the fast path
 records in its card whether the fast path is safe (the device uses it by default only then).
 
     python -m quantize.distill_short --from tiny.en --out models/tiny.en-short [--steps 300]
+    python -m quantize.distill_short --measure models/tiny-en-int8      # only score an existing model dir
 
 In a shrink recipe the same two parts are steps (`recipe_step`, `measure_step` below):
     steps:
@@ -399,9 +400,10 @@ def measure_step(ctx, opts: MeasureFastPathOptions) -> None:
 
 # --- measuring the fast path --------------------------------------------------------------------------------
 
-def short_eval_set(min_s: float = 1.5, max_s: float = 5.0,
-                   tts_cache: Path | None = None) -> list[tuple[str, np.ndarray]]:
-    """(reference, audio): real short recordings from speech-dev plus the held-out synthesized commands."""
+def short_eval_set(min_s: float = 1.5, max_s: float = 5.0, tts_cache: Path | None = None,
+                   synthesized: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(reference, audio): real short recordings from speech-dev, then (`synthesized`) the held-out
+    synthesized commands."""
     import csv
 
     from edge_asr.audio import load_audio
@@ -413,6 +415,8 @@ def short_eval_set(min_s: float = 1.5, max_s: float = 5.0,
         for r in csv.DictReader(f, delimiter="\t"):
             if min_s <= float(r["duration_s"]) <= max_s:
                 items.append((r["reference_text"], load_audio(manifest.parent / r["wav"])))
+    if not synthesized:
+        return items
     cache = Path(tts_cache or Path(tempfile.gettempdir()) / "edge-asr-tts")
     for i, text in enumerate(EVAL_COMMANDS):
         items.append((text, synthesize_cached(text, VOICES[i % len(VOICES)], cache, seed=i)))
@@ -429,27 +433,34 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 
 def measure_fast_path(model_dir: Path, tolerance_pt: float = 0.5, threads: int = 2, write: bool = True,
                       log=print) -> dict:
-    """WER with and without the fast path on short speech; marks the card's fast path safe when the fast
-    path costs at most `tolerance_pt` WER points. Returns the measurement."""
+    """WER with and without the fast path on short speech; marks the card's fast path safe when it costs at
+    most `tolerance_pt` WER points on the real recordings and on the synthesized commands alike (the two can
+    move in opposite directions: tiny.en int8 lost 2.3 points on real speech while gaining 2.0 on synthesized
+    commands, which looked like +0.4 pooled). Returns the measurement."""
     from edge_asr.model_dir import ModelCard
     from edge_asr.transcriber import Transcriber
 
     items = short_eval_set()
+    n_real = len(short_eval_set(synthesized=False))
     transcriber = Transcriber(model_dir, threads=threads)
     refs = [r for r, _ in items]
-    scores = {}
+    hyps = {}
     for fast in (False, True):
-        hyps = ["".join(s.text for s in transcriber.transcribe(a, word_timestamps=False, fast_path=fast)[0])
-                for _, a in items]
-        scores["fast" if fast else "full"] = round(100 * wer(refs, hyps), 2)
+        hyps[fast] = ["".join(s.text for s in transcriber.transcribe(a, word_timestamps=False, fast_path=fast)[0])
+                      for _, a in items]
+    subsets = {"all": slice(None), "real": slice(0, n_real), "synthesized": slice(n_real, None)}
+    scores = {name: {"wer_full": round(100 * wer(refs[sl], hyps[False][sl]), 2),
+                     "wer_fast": round(100 * wer(refs[sl], hyps[True][sl]), 2)} for name, sl in subsets.items()}
+    safe = all(v["wer_fast"] <= v["wer_full"] + tolerance_pt for v in scores.values())
     measured = {
-        "wer_full": scores["full"], "wer_fast": scores["fast"], "tolerance_pt": tolerance_pt,
-        "pad_s": transcriber.card.fast_path.pad_s,
-        "set": f"{len(items)} short utterances (speech-dev 1.5-5 s and synthesized commands)",
+        **scores.pop("all"), **scores, "tolerance_pt": tolerance_pt, "pad_s": transcriber.card.fast_path.pad_s,
+        "set": f"{len(items)} short utterances (speech-dev 1.5-5 s: {n_real}; synthesized commands: "
+               f"{len(items) - n_real})",
         "date": datetime.date.today().isoformat(),
     }
-    safe = scores["fast"] <= scores["full"] + tolerance_pt
-    log(f"fast path on {model_dir}: WER {scores['full']} % full window, {scores['fast']} % fast "
+    log(f"fast path on {model_dir}: WER {measured['wer_full']} % full window, {measured['wer_fast']} % fast "
+        f"(real {scores['real']['wer_full']} -> {scores['real']['wer_fast']}, synthesized "
+        f"{scores['synthesized']['wer_full']} -> {scores['synthesized']['wer_fast']}) "
         f"-> {'safe' if safe else 'not safe'}")
     if write:
         card = ModelCard.load(model_dir)
@@ -467,12 +478,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m quantize.distill_short", description=__doc__.split("\n")[0])
     p.add_argument("--from", dest="source", default="tiny.en", help="weights: bundled name or path")
-    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--out", type=Path, help="model directory to write")
     p.add_argument("--teacher", type=Path, help="full-window teacher model dir (default: export --from)")
     p.add_argument("--no-measure", action="store_true", help="skip scoring the fast path into the card")
+    p.add_argument("--measure", type=Path, metavar="MODEL_DIR",
+                   help="only score the fast path of an existing model dir and write the verdict into its card")
     for f in dataclasses.fields(DistillShortOptions):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = p.parse_args(argv)
+    if args.measure:
+        measure_fast_path(args.measure, threads=args.threads)
+        return 0
+    if args.out is None:
+        p.error("--out is required (or --measure MODEL_DIR)")
     opts = DistillShortOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillShortOptions)})
     weights = load_weights(args.source)
     work = Path(tempfile.mkdtemp(prefix="distill-short-"))
