@@ -8,6 +8,7 @@ from conftest import wer
 from dictate_helpers import LONG, SHORT, json_events, run_dictate, two_utterances_wav
 
 from edge_asr.dictation import DictateSection, Dictation, agreed_prefix, extend_committed
+from edge_asr.frontend import N_FRAMES
 from edge_asr.stream import open_stream
 
 
@@ -80,7 +81,15 @@ def test_partial_schedule(transcriber):
 
     speech = load_audio(SPEECH_DEV / LONG[0])  # 5.3 s
     audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(16000, np.float32)])
-    events = list(Dictation(transcriber, DictateSection(), live=False).run(open_stream(audio)))
+    frames: list[int] = []
+    encode = transcriber.engine.encode
+    transcriber.engine.encode = lambda mel: (frames.append(mel.shape[1]), encode(mel))[1]
+    try:
+        events = list(Dictation(transcriber, DictateSection(fast_path=False), live=False).run(open_stream(audio)))
+    finally:
+        del transcriber.engine.encode
+    # Partials on the fast path (a doubtful one may be re-decoded in full), the final on the full window.
+    assert frames[-1] == N_FRAMES and sum(f < N_FRAMES for f in frames) >= len(frames) // 2, frames
     partials, final = events[:-1], events[-1]
     assert final["event"] == "final" and all(e["event"] == "partial" for e in partials), events
     assert len(partials) >= 4, events  # ~5 s of speech, a partial every second
