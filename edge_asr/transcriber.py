@@ -64,6 +64,9 @@ class TranscribeOptions:
     # Silence appended after the audio on the fast path. None: the card's `fast_path.pad_s` (what the model was
     # measured, or distilled, with); more padding buys back accuracy for a slower encoder pass.
     fast_path_pad_s: float | None = None
+    # A doubtful fast-path window is decoded again on the full window. Off: keep the short context's answer
+    # (dictation partials: they are replaced by the final anyway, and speed is their point).
+    fast_path_fallback: bool = True
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -258,7 +261,7 @@ class Transcriber:
         cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
         first_try = dataclasses.replace(opts, temperature=0.0)
         result = self._decode_with_fallback(cross_kv, first_try, prompt, window_duration, cap)
-        if self._is_silence(result, opts) or not (
+        if not opts.fast_path_fallback or self._is_silence(result, opts) or not (
             _fails_thresholds(result, opts) or len(result.tokens) >= cap or repeats_itself(result.text)
         ):
             return result, cross_kv

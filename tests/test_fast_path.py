@@ -106,6 +106,10 @@ def test_a_doubtful_fast_path_window_is_decoded_again_on_the_full_window(transcr
         doubtful = "".join(s.text for s in segments)
         segments, _ = transcriber.transcribe(path, fast_path=True, temperature=0.0)
         trusted = "".join(s.text for s in segments)
+        segments, _ = transcriber.transcribe(path, fast_path=True, log_prob_threshold=0.0, temperature=0.0,
+                                             fast_path_fallback=False)
+        kept = "".join(s.text for s in segments)
     fast = fast_path_frames(len(load_audio(path)) // 160, transcriber.card.fast_path.pad_s)
-    assert frames == [fast, N_FRAMES, fast]  # the doubtful one again in full; the trusted one not
+    assert frames == [fast, N_FRAMES, fast, fast]  # the doubtful one again in full; the trusted one and one
+    assert kept == trusted                          # with the re-decode turned off, not
     assert wer([reference], [doubtful]) == 0 and wer([reference], [trusted]) == 0, (doubtful, trusted)
