@@ -60,7 +60,7 @@ def test_dictate_realtime_partials_then_finals(model_dir, tmp_path):
     # Before the first partial only the VAD has run (far faster than real time), so it is never skipped.
     partials = [e for e in events if e["event"] == "partial" and e["utterance"] == 0]
     assert partials, events
-    assert partials[0]["t"] - partials[0]["start"] <= 1.5  # the first one a second into the speech
+    assert partials[0]["t"] - partials[0]["start"] <= 1.5  # scheduled 0.7 s into the speech
     committed = ""
     for p in partials:
         assert p["t"] <= finals[0]["t"] and p["text"].startswith(p["committed"])
@@ -73,8 +73,8 @@ def test_dictate_realtime_partials_then_finals(model_dir, tmp_path):
 
 
 def test_partial_schedule(transcriber):
-    """Not live (every partial computed): one about every `partial_interval_s` of speech, the first one
-    interval after the VAD's speech start, committed words only growing, the final after all of them."""
+    """Not live (every partial computed): the first one `first_partial_s` after the VAD's speech start, then
+    one every `partial_interval_s`, committed words only growing, the final after all of them."""
     from dictate_helpers import SPEECH_DEV
 
     from edge_asr.audio import load_audio
@@ -94,9 +94,9 @@ def test_partial_schedule(transcriber):
     assert final["event"] == "final" and all(e["event"] == "partial" for e in partials), events
     assert len(partials) >= 4, events  # ~5 s of speech, a partial every second
     frame_s = 0.08
-    assert partials[0]["t"] - partials[0]["start"] <= 1.0 + frame_s
+    assert 0.7 - 1e-3 <= partials[0]["t"] - partials[0]["start"] <= 0.7 + frame_s + 1e-3
     gaps = [b["t"] - a["t"] for a, b in zip(partials, partials[1:])]
-    assert all(1.0 - 1e-6 <= g <= 1.0 + frame_s + 1e-6 for g in gaps), gaps
+    assert all(1.0 - 1e-3 <= g <= 1.0 + frame_s + 1e-3 for g in gaps), gaps
     committed = ""
     for p in partials:
         assert p["committed"].startswith(committed)
