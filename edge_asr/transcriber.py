@@ -254,7 +254,7 @@ class Transcriber:
         self, chunk: np.ndarray, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int],
         window_duration: float,
     ) -> tuple[DecodingResult, np.ndarray]:
-        """A greedy try on the fast path's short context; when it looks like the short context misled the model
+        """A first try at temperature 0 on the short context; when it looks like the short context misled the model
         (it fails Whisper's own fallback thresholds, runs into the token cap, or repeats itself: the ways an
         unadapted model goes wrong there), the window is encoded in full and decoded the normal way.
         Returns the result and the cross K/V it came from (word alignment needs the same one)."""
