@@ -2,20 +2,21 @@
 
     python benchmarks/bench_latency.py --models DIR [DIR ...] [--repeat 3] [--threads 2] [--json out.json]
 
-1. End of speech -> final text for 1.5-5 s utterances (speech-dev's short ones and synthesized commands,
-   each with the pre-roll and tail a VAD cut gives): the time to transcribe the utterance once the endpoint
-   is known, which is what `edge-asr dictate` spends between the endpoint and the final event. Greedy,
-   no word timestamps, same threads; the systems alternate per utterance so machine noise hits all alike.
-   Medians over repeats per utterance, then the median over utterances; WER of every system on the set.
+1. End of speech -> final text for 1.5-5 s utterances (speech-dev's short recordings and synthesized
+   commands, each with the little silence around it that a VAD cut leaves): the time to transcribe the
+   utterance once the endpoint is known, which is what `edge-asr dictate` spends between the endpoint and
+   the final event. Greedy, no word timestamps, same threads; the systems alternate per utterance so
+   machine noise hits all alike. Medians over repeats per utterance, then the median over utterances;
+   WER of every system on the set.
 2. Streaming: `edge-asr dictate --realtime` on a stream of short utterances: first partial delay (speech start
    -> first partial on screen) and endpoint -> final, from its JSON events.
 3. Footprint: cold start (process start -> `ready` event of dictate; process start -> exit on 0.5 s of audio
-   for dictate and listen) and peak RSS (ru_maxrss of the child) of dictate and listen; faster-whisper's
-   model load beside it.
+   for dictate and listen; wall and CPU seconds) and peak RSS (each child's own VmHWM) of dictate and listen;
+   faster-whisper's model load beside it.
 
 `--models` takes model directories; without it the int8 model (`--int8`, default: the shrink pipeline's
 int8 tiny.en) is used; streaming and footprint run on the int8 model. `--pads` adds fast-path runs with
-other paddings (the card's `fast_path.pad_s` overridden) to see what padding buys back.
+other paddings (`fast_path_pad_s`) to see what padding buys back.
 """
 
 from __future__ import annotations
