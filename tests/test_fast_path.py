@@ -113,3 +113,19 @@ def test_a_doubtful_fast_path_window_is_decoded_again_on_the_full_window(transcr
     assert frames == [fast, N_FRAMES, fast, fast]  # the doubtful one again in full; the trusted one and one
     assert kept == trusted                          # with the re-decode turned off, not
     assert wer([reference], [doubtful]) == 0 and wer([reference], [trusted]) == 0, (doubtful, trusted)
+
+
+def test_fast_path_recipe_steps_parse_and_fail_on_one_line():
+    """`distill_short` (torch, before export) and `measure_fast_path` are shrink recipe steps."""
+    import pytest
+
+    from edge_asr.errors import ConfigError
+    from quantize.recipe import parse_recipe
+
+    recipe = parse_recipe({"name": "short", "steps": [{"distill_short": {"steps": 300, "train_blocks": 2}},
+                                                      {"quantize_int8": {}}, {"measure_fast_path": {}}]})
+    assert [n for n, _ in recipe.parsed()] == ["distill_short", "export", "quantize_int8", "measure_fast_path"]
+    with pytest.raises(ConfigError, match="put it before 'export'"):
+        parse_recipe({"name": "x", "steps": [{"export": {}}, {"distill_short": {}}]})
+    with pytest.raises(ConfigError, match=r"unknown key 'steps\[0\]\.distill_short\.stepz'"):
+        parse_recipe({"name": "x", "steps": [{"distill_short": {"stepz": 3}}]})
