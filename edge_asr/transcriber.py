@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ INPUT_STRIDE = 2  # mel frames per audio-context position
 # On the fast path a model that was not adapted to it may fail to stop; no speech needs more tokens than this
 # (timestamps included), so a runaway is cut early instead of running to 224 tokens at every temperature.
 FAST_PATH_TOKENS_PER_SECOND = 10
+REPEATED_WORDS = 3  # a fast-path hypothesis that says the same 3 words twice is re-decoded on the full window
 
 
 def fast_path_frames(audio_frames: int, pad_s: float) -> int:
@@ -62,11 +64,25 @@ class TranscribeOptions:
     # Where the no-speech token says a window is silent but its text is likely enough to override that, let
     # Silero VAD decide whether anyone spoke (see Transcriber._is_silence).
     vad_check: bool = True
+    # Silence appended after the audio on the fast path. None: the card's `fast_path.pad_s` (what the model was
+    # measured, or distilled, with); more padding buys back accuracy for a slower encoder pass.
+    fast_path_pad_s: float | None = None
+    # A doubtful fast-path window is decoded again on the full window. Off: keep the short context's answer
+    # (dictation partials: they are replaced by the final anyway, and speed is their point).
+    fast_path_fallback: bool = True
 
     @property
     def temperatures(self) -> tuple[float, ...]:
         t = self.temperature
         return (float(t),) if isinstance(t, (int, float)) else tuple(t)
+
+
+def repeats_itself(text: str, n: int = REPEATED_WORDS) -> bool:
+    """Some run of `n` words occurs twice. A short window rarely says the same three words twice, while a
+    model that did not stop says its sentence again; the compression-ratio test needs far longer text."""
+    words = [w for w in (re.sub(r"[^\w']", "", w.lower()) for w in text.split()) if w]
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 class _AudioBuffer:
@@ -131,11 +147,15 @@ class Transcriber:
             raise ValueError(str(e).replace("TranscribeOptions.__init__()", "transcribe()")) from None
         if opts.fast_path is None:
             opts.fast_path = self.card.fast_path.safe
+        if opts.fast_path_pad_s is None:
+            opts.fast_path_pad_s = self.card.fast_path.pad_s
+        elif opts.fast_path_pad_s < 0:
+            raise ValueError(f"fast_path_pad_s must be >= 0, got {opts.fast_path_pad_s}")
         _, duration = audio_info(audio)
         buffer = _AudioBuffer(stream_audio(audio))
         first = None  # the first window, when language detection already encoded it
         if self.card.multilingual and opts.language is None:
-            first = self._encode_window(buffer, 0, opts.fast_path)
+            first = self._encode_window(buffer, 0, opts.fast_path, opts.fast_path_pad_s)
             opts.language = self.detect_language(first[1]) if first[1] is not None else "en"
         elif not self.card.multilingual:
             opts.language = "en"
@@ -155,7 +175,7 @@ class Transcriber:
     # --- the window loop ------------------------------------------------------------------------------------
 
     def _encode_window(
-        self, buffer: _AudioBuffer, seek: int, fast_path: bool = False
+        self, buffer: _AudioBuffer, seek: int, fast_path: bool = False, pad_s: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray | None]:
         buffer.fill((seek + N_FRAMES) * HOP)
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
@@ -167,7 +187,7 @@ class Transcriber:
             return chunk, None
         frames = N_FRAMES
         if fast_path and len(chunk) < N_FRAMES * HOP:  # the audio ends inside this window
-            frames = fast_path_frames(len(chunk) // HOP, self.card.fast_path.pad_s)
+            frames = fast_path_frames(len(chunk) // HOP, pad_s)
         mel = log_mel(chunk, self.card.dims.n_mels, pad_to=frames)
         return chunk, self.engine.encode(mel)
 
@@ -181,7 +201,9 @@ class Transcriber:
         seek = 0
         seg_id = 0
         while True:
-            chunk, cross_kv = first if first is not None else self._encode_window(buffer, seek, opts.fast_path)
+            if first is None:
+                first = self._encode_window(buffer, seek, opts.fast_path, opts.fast_path_pad_s)
+            chunk, cross_kv = first
             first = None
             segment_size = len(chunk) // HOP
             if segment_size <= 0 or (buffer.exhausted and len(chunk) < HOP):
@@ -192,13 +214,13 @@ class Transcriber:
                 seek += segment_size
                 buffer.drop_before(seek * HOP)
                 continue
-            cap = None
-            if cross_kv.shape[2] < self.card.dims.n_audio_ctx:  # a fast-path window
-                cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
+            prompt = all_tokens[prompt_reset_since:]
             has_speech = self._speech_check(chunk)
-            result = self._decode_with_fallback(
-                cross_kv, opts, all_tokens[prompt_reset_since:], window_duration, has_speech, cap
-            )
+            if cross_kv.shape[2] < self.card.dims.n_audio_ctx:  # a fast-path window
+                result, cross_kv = self._decode_fast_window(chunk, cross_kv, opts, prompt, window_duration,
+                                                            has_speech)
+            else:
+                result = self._decode_with_fallback(cross_kv, opts, prompt, window_duration, has_speech)
             previous_seek = seek
             if self._is_silence(result, opts, has_speech):
                 seek += segment_size
@@ -240,6 +262,24 @@ class Transcriber:
             return answer[0]
 
         return has_speech
+
+    def _decode_fast_window(
+        self, chunk: np.ndarray, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int],
+        window_duration: float, has_speech: Callable[[], bool],
+    ) -> tuple[DecodingResult, np.ndarray]:
+        """A first try at temperature 0 on the short context; when it looks like the short context misled the model
+        (it fails Whisper's own fallback thresholds, runs into the token cap, or repeats itself: the ways an
+        unadapted model goes wrong there), the window is encoded in full and decoded the normal way.
+        Returns the result and the cross K/V it came from (word alignment needs the same one)."""
+        cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
+        first_try = dataclasses.replace(opts, temperature=0.0)
+        result = self._decode_with_fallback(cross_kv, first_try, prompt, window_duration, has_speech, cap)
+        if not opts.fast_path_fallback or self._is_silence(result, opts, has_speech) or not (
+            _needs_fallback(result, opts) or len(result.tokens) >= cap or repeats_itself(result.text)
+        ):
+            return result, cross_kv
+        cross_kv = self.engine.encode(log_mel(chunk, self.card.dims.n_mels))
+        return self._decode_with_fallback(cross_kv, opts, prompt, window_duration, has_speech), cross_kv
 
     def _decode_with_fallback(
         self, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int], window_duration: float,
