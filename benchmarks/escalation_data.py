@@ -36,8 +36,11 @@ class Clip:
 
 
 def sox(effects: list[str], seconds: float) -> np.ndarray:
-    """`sox -n ... synth SECONDS <effects>`: float32 samples at 16 kHz mono, through a pipe."""
-    cmd = ["sox", "-n", "-r", str(RATE), "-c", "1", "-t", "raw", "-e", "floating-point", "-b", "32", "-",
+    """`sox -n ... synth SECONDS <effects>`: float32 samples at 16 kHz mono, through a pipe.
+
+    `-R`: sox seeds its noise generators from the clock unless told to repeat, so without it every run mixed
+    different noise into the same clip id (the transcripts cached under one id were of different audio)."""
+    cmd = ["sox", "-R", "-n", "-r", str(RATE), "-c", "1", "-t", "raw", "-e", "floating-point", "-b", "32", "-",
            "synth", f"{seconds:.3f}", *" ".join(effects).split()]
     out = subprocess.run(cmd, capture_output=True, check=True).stdout
     return np.frombuffer(out, dtype=np.float32).copy()

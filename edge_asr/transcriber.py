@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ INPUT_STRIDE = 2  # mel frames per audio-context position
 # On the fast path a model that was not adapted to it may fail to stop; no speech needs more tokens than this
 # (timestamps included), so a runaway is cut early instead of running to 224 tokens at every temperature.
 FAST_PATH_TOKENS_PER_SECOND = 10
+REPEATED_WORDS = 3  # a fast-path hypothesis that says the same 3 words twice is re-decoded on the full window
 
 
 def fast_path_frames(audio_frames: int, pad_s: float) -> int:
@@ -59,11 +61,28 @@ class TranscribeOptions:
     # Encode a window that the audio ends in over only the seconds present, not 30 s: much faster for short
     # utterances. None: on when the model card says it was measured not to cost accuracy.
     fast_path: bool | None = None
+    # Where the no-speech token says a window is silent but its text is likely enough to override that, let
+    # Silero VAD decide whether anyone spoke (see Transcriber._is_silence).
+    vad_check: bool = True
+    # Silence appended after the audio on the fast path. None: the card's `fast_path.pad_s` (what the model was
+    # measured, or distilled, with); more padding buys back accuracy for a slower encoder pass.
+    fast_path_pad_s: float | None = None
+    # A doubtful fast-path window is decoded again on the full window. Off: keep the short context's answer
+    # (dictation partials: they are replaced by the final anyway, and speed is their point).
+    fast_path_fallback: bool = True
 
     @property
     def temperatures(self) -> tuple[float, ...]:
         t = self.temperature
         return (float(t),) if isinstance(t, (int, float)) else tuple(t)
+
+
+def repeats_itself(text: str, n: int = REPEATED_WORDS) -> bool:
+    """Some run of `n` words occurs twice. A short window rarely says the same three words twice, while a
+    model that did not stop says its sentence again; the compression-ratio test needs far longer text."""
+    words = [w for w in (re.sub(r"[^\w']", "", w.lower()) for w in text.split()) if w]
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 class _AudioBuffer:
@@ -114,6 +133,7 @@ class Transcriber:
         self.engine = WhisperEngine(self.model_dir, self.card, threads)
         self.tokenizer = Tokenizer(self.model_dir / TOKENIZER, self.card.tokens)
         self.window_decoder = WindowDecoder(self.engine, self.tokenizer)
+        self._vad = None  # Silero VAD, built the first time a window's silence is in doubt
 
     @property
     def threads(self) -> int:
@@ -127,11 +147,15 @@ class Transcriber:
             raise ValueError(str(e).replace("TranscribeOptions.__init__()", "transcribe()")) from None
         if opts.fast_path is None:
             opts.fast_path = self.card.fast_path.safe
+        if opts.fast_path_pad_s is None:
+            opts.fast_path_pad_s = self.card.fast_path.pad_s
+        elif opts.fast_path_pad_s < 0:
+            raise ValueError(f"fast_path_pad_s must be >= 0, got {opts.fast_path_pad_s}")
         _, duration = audio_info(audio)
         buffer = _AudioBuffer(stream_audio(audio))
         first = None  # the first window, when language detection already encoded it
         if self.card.multilingual and opts.language is None:
-            first = self._encode_window(buffer, 0, opts.fast_path)
+            first = self._encode_window(buffer, 0, opts.fast_path, opts.fast_path_pad_s)
             opts.language = self.detect_language(first[1]) if first[1] is not None else "en"
         elif not self.card.multilingual:
             opts.language = "en"
@@ -151,7 +175,7 @@ class Transcriber:
     # --- the window loop ------------------------------------------------------------------------------------
 
     def _encode_window(
-        self, buffer: _AudioBuffer, seek: int, fast_path: bool = False
+        self, buffer: _AudioBuffer, seek: int, fast_path: bool = False, pad_s: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray | None]:
         buffer.fill((seek + N_FRAMES) * HOP)
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
@@ -163,7 +187,7 @@ class Transcriber:
             return chunk, None
         frames = N_FRAMES
         if fast_path and len(chunk) < N_FRAMES * HOP:  # the audio ends inside this window
-            frames = fast_path_frames(len(chunk) // HOP, self.card.fast_path.pad_s)
+            frames = fast_path_frames(len(chunk) // HOP, pad_s)
         mel = log_mel(chunk, self.card.dims.n_mels, pad_to=frames)
         return chunk, self.engine.encode(mel)
 
@@ -177,7 +201,9 @@ class Transcriber:
         seek = 0
         seg_id = 0
         while True:
-            chunk, cross_kv = first if first is not None else self._encode_window(buffer, seek, opts.fast_path)
+            if first is None:
+                first = self._encode_window(buffer, seek, opts.fast_path, opts.fast_path_pad_s)
+            chunk, cross_kv = first
             first = None
             segment_size = len(chunk) // HOP
             if segment_size <= 0 or (buffer.exhausted and len(chunk) < HOP):
@@ -188,12 +214,15 @@ class Transcriber:
                 seek += segment_size
                 buffer.drop_before(seek * HOP)
                 continue
-            cap = None
+            prompt = all_tokens[prompt_reset_since:]
+            has_speech = self._speech_check(chunk)
             if cross_kv.shape[2] < self.card.dims.n_audio_ctx:  # a fast-path window
-                cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
-            result = self._decode_with_fallback(cross_kv, opts, all_tokens[prompt_reset_since:], window_duration, cap)
+                result, cross_kv = self._decode_fast_window(chunk, cross_kv, opts, prompt, window_duration,
+                                                            has_speech)
+            else:
+                result = self._decode_with_fallback(cross_kv, opts, prompt, window_duration, has_speech)
             previous_seek = seek
-            if self._is_silence(result, opts):
+            if self._is_silence(result, opts, has_speech):
                 seek += segment_size
                 buffer.drop_before(seek * HOP)
                 continue
@@ -219,11 +248,44 @@ class Transcriber:
                 prompt_reset_since = len(all_tokens)
             buffer.drop_before(seek * HOP)
 
+    def _speech_check(self, chunk: np.ndarray) -> Callable[[], bool]:
+        """Whether Silero VAD hears speech in this window's audio: asked at most once, and only if needed."""
+        answer: list[bool] = []
+
+        def has_speech() -> bool:
+            if not answer:
+                from edge_asr.vad import SileroVad, contains_speech
+
+                if self._vad is None:
+                    self._vad = SileroVad(threads=1)
+                answer.append(contains_speech(chunk, self._vad))
+            return answer[0]
+
+        return has_speech
+
+    def _decode_fast_window(
+        self, chunk: np.ndarray, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int],
+        window_duration: float, has_speech: Callable[[], bool],
+    ) -> tuple[DecodingResult, np.ndarray]:
+        """A first try at temperature 0 on the short context; when it looks like the short context misled the model
+        (it fails Whisper's own fallback thresholds, runs into the token cap, or repeats itself: the ways an
+        unadapted model goes wrong there), the window is encoded in full and decoded the normal way.
+        Returns the result and the cross K/V it came from (word alignment needs the same one)."""
+        cap = int(FAST_PATH_TOKENS_PER_SECOND * window_duration) + 10
+        first_try = dataclasses.replace(opts, temperature=0.0)
+        result = self._decode_with_fallback(cross_kv, first_try, prompt, window_duration, has_speech, cap)
+        if not opts.fast_path_fallback or self._is_silence(result, opts, has_speech) or not (
+            _needs_fallback(result, opts) or len(result.tokens) >= cap or repeats_itself(result.text)
+        ):
+            return result, cross_kv
+        cross_kv = self.engine.encode(log_mel(chunk, self.card.dims.n_mels))
+        return self._decode_with_fallback(cross_kv, opts, prompt, window_duration, has_speech), cross_kv
+
     def _decode_with_fallback(
         self, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int], window_duration: float,
-        max_new_tokens: int | None = None,
+        has_speech: Callable[[], bool], max_new_tokens: int | None = None,
     ) -> DecodingResult:
-        result = None
+        results: list[DecodingResult] = []
         for t in opts.temperatures:
             dopts = DecodingOptions(
                 temperature=t, beam_size=opts.beam_size if t == 0 else 1, patience=opts.patience,
@@ -232,23 +294,33 @@ class Transcriber:
                 max_timestamp=window_duration, max_new_tokens=max_new_tokens,
             )
             result = self.window_decoder.decode(cross_kv, dopts, prompt)
-            too_repetitive = (
-                opts.compression_ratio_threshold is not None
-                and result.compression_ratio > opts.compression_ratio_threshold
-            )
-            too_unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
-            silent = opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold
-            if silent or not (too_repetitive or too_unlikely):
-                break
-        assert result is not None
-        return result
+            results.append(result)
+            # A window found silent is skipped whatever its text, so a better decode of it is no use.
+            if self._is_silence(result, opts, has_speech) or not _needs_fallback(result, opts):
+                return result
+        # Every temperature failed. The last sample is the most random of them, so take the likeliest decode
+        # that is not a loop (faster-whisper does the same): a loop kept here would be emitted as text.
+        unlooped = [r for r in results if not _too_repetitive(r, opts)]
+        best = max(unlooped or results, key=lambda r: r.avg_logprob)
+        # Report the last temperature tried, so the prompt is reset as after any high-temperature decode.
+        return dataclasses.replace(best, temperature=results[-1].temperature)
 
     @staticmethod
-    def _is_silence(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    def _is_silence(result: DecodingResult, opts: TranscribeOptions, has_speech: Callable[[], bool]) -> bool:
+        """Whisper's no-speech test, with Silero VAD as the second opinion where Whisper's two signals disagree.
+
+        The no-speech token says nobody spoke; in openai-whisper and faster-whisper a transcript likely enough
+        (avg_logprob above the threshold) overrides it. On non-speech that override is what lets the classic
+        hallucinations through: tiny.en's " Thank you." over a plucked melody (no-speech 0.88, avg_logprob
+        -0.9), base's " I'm sorry, I'm sorry, ..." over a pure tone (0.71, -0.2). So where the override would
+        decide, the VAD decides: the text stands only if the window holds speech. Windows where the no-speech
+        token is low, nearly all speech, never pay for the VAD.
+        """
         if opts.no_speech_threshold is None or result.no_speech_prob <= opts.no_speech_threshold:
             return False
-        # A confident transcript overrides the no-speech token.
-        return not (opts.log_prob_threshold is not None and result.avg_logprob > opts.log_prob_threshold)
+        if opts.log_prob_threshold is None or result.avg_logprob <= opts.log_prob_threshold:
+            return True
+        return opts.vad_check and not has_speech()
 
     def _split_segments(
         self, result: DecodingResult, seek: int, segment_size: int, ts_begin: int
@@ -317,3 +389,22 @@ class Transcriber:
                 segment.start = words[0].start
                 segment.end = max(words[-1].end, segment.start)
             segment.words = words
+
+
+def _too_repetitive(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    threshold = opts.compression_ratio_threshold
+    return threshold is not None and result.compression_ratio > threshold
+
+
+def _needs_fallback(result: DecodingResult, opts: TranscribeOptions) -> bool:
+    """Whisper's test for a failed decode: a loop, or text the model itself finds unlikely.
+
+    A high no-speech probability alone must not excuse a failed decode (this code used to stop the fallback
+    on it, as openai-whisper once did): the no-speech token is high wherever a window holds little speech,
+    e.g. the short last window of an utterance, and exactly there a beam at temperature 0 loops on a likely
+    phrase (compression ratio 8-15, avg_logprob -0.2), which the silence test then kept because its
+    log-probability is high. Only a window judged silent (`Transcriber._is_silence`) ends the fallback early;
+    openai-whisper and faster-whisper also require the unlikely text for that.
+    """
+    unlikely = opts.log_prob_threshold is not None and result.avg_logprob < opts.log_prob_threshold
+    return _too_repetitive(result, opts) or unlikely

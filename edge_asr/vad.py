@@ -133,3 +133,14 @@ class Endpointer:
         self.in_speech = False
         self._candidate_start = None
         return event
+
+
+def contains_speech(audio: np.ndarray, vad: SileroVad | None = None, threshold: float = 0.5,
+                    min_speech_s: float = 0.16) -> bool:
+    """Does `audio` (16 kHz mono) hold at least `min_speech_s` of speech by the endpointer's own rule?
+    Stops at the first speech start, so a window that opens with speech costs a few chunks only."""
+    endpointer = Endpointer(vad or SileroVad(), threshold=threshold, min_speech_s=min_speech_s)
+    for i in range(0, len(audio), CHUNK_SAMPLES):
+        if any(e.kind == "start" for e in endpointer.feed(audio[i:i + CHUNK_SAMPLES])):
+            return True
+    return False

@@ -178,6 +178,18 @@ def _quantize_int4(ctx: BuildContext, p) -> None:
     store_float_as_fp16(ctx.out)
 
 
+def _distill_short(ctx: BuildContext, p) -> None:
+    from quantize.distill_short import recipe_step
+
+    recipe_step(ctx, p)
+
+
+def _measure_fast_path(ctx: BuildContext, p) -> None:
+    from quantize.distill_short import measure_step
+
+    measure_step(ctx, p)
+
+
 STEP_RUNNERS = {
     "prune": _prune,
     "distill": _distill,
@@ -186,6 +198,8 @@ STEP_RUNNERS = {
     "quantize_int8": _quantize_int8,
     "quantize_static": _quantize_static,
     "quantize_int4": _quantize_int4,
+    "distill_short": _distill_short,
+    "measure_fast_path": _measure_fast_path,
 }
 
 
@@ -202,6 +216,8 @@ def _finish_card(ctx: BuildContext, name: str) -> None:
     card.recipe.update({k: v for k, v in ctx.report.items() if k != "sensitivity"})
     if "sensitivity" in ctx.report:
         card.metrics["sensitivity"] = ctx.report["sensitivity"]
+    if "distill_short" in ctx.report and not card.fast_path.measured:  # measure_fast_path sets its own pad
+        card.fast_path.pad_s = ctx.report["distill_short"]["pad_s"]
     card.save(ctx.out)  # also records every file's size
 
 

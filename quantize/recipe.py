@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from edge_asr.config import from_dict, read_yaml
 from edge_asr.errors import ConfigError
+from quantize.distill_short import DistillShortOptions, MeasureFastPathOptions
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -111,8 +112,10 @@ STEPS: dict[str, type] = {
     "quantize_int8": QuantizeInt8Step,
     "quantize_static": QuantizeStaticStep,
     "quantize_int4": QuantizeInt4Step,
+    "distill_short": DistillShortOptions,  # fine-tune for the short-utterance fast path (its own audio)
+    "measure_fast_path": MeasureFastPathOptions,  # score the fast path on short speech, write the card's verdict
 }
-TORCH_STEPS = ("prune", "distill")
+TORCH_STEPS = ("prune", "distill", "distill_short")
 NEEDS_CALIBRATION = ("prune", "distill", "quantize_static", "sensitivity")
 
 

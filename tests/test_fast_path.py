@@ -7,7 +7,7 @@ from conftest import SPEECH_DEV, wer
 from edge_asr.audio import load_audio
 from edge_asr.frontend import N_FRAMES
 from edge_asr.model_dir import FastPath, ModelCard
-from edge_asr.transcriber import fast_path_frames
+from edge_asr.transcriber import fast_path_frames, repeats_itself
 
 
 def test_fast_path_frames():
@@ -75,3 +75,57 @@ def test_card_field_is_backwards_compatible(model_dir, tmp_path):
     data["fast_path"] = {"safe": True, "pad_s": 1.0, "measured": {"wer_full": 10.6, "wer_fast": 10.4}}
     (copy / "model.yaml").write_text(yaml.safe_dump(data))
     assert ModelCard.load(copy).fast_path.safe is True
+
+
+def test_padding_is_a_transcribe_option(transcriber):
+    """More padding than the card's (accuracy back for a longer encoder pass) without touching the card."""
+    path = SPEECH_DEV / "ljspeech_LJ001-0013.wav"  # 2.6 s
+    with encoder_inputs(transcriber) as frames:
+        segments, info = transcriber.transcribe(path, fast_path=True, fast_path_pad_s=4.0)
+        text = "".join(s.text for s in segments)
+    assert frames == [700] and info.options["fast_path_pad_s"] == 4.0  # 2.6 s + 4 s -> 7 s
+    assert "ugly ones" in text
+    segments, info = transcriber.transcribe(path, fast_path=True)
+    list(segments)
+    assert info.options["fast_path_pad_s"] == transcriber.card.fast_path.pad_s
+
+
+def test_repeats_itself():
+    assert repeats_itself("Go forward ten meters. Go forward ten meters.")
+    assert repeats_itself("stop the lardin' stop the lardin'")
+    assert not repeats_itself("Hold on, hold fast, hold out. Patience is genius.")
+    assert not repeats_itself("five five five") and not repeats_itself("Lobsters and lobsters.")
+
+
+def test_a_doubtful_fast_path_window_is_decoded_again_on_the_full_window(transcriber):
+    path = SPEECH_DEV / "speechbrain_example1.wav"  # 3.3 s
+    reference = "the birch canoe slid on the smooth planks"
+    with encoder_inputs(transcriber) as frames:
+        # A log-prob threshold of 0 makes every hypothesis "too unlikely", as a misled short context's would be.
+        segments, _ = transcriber.transcribe(path, fast_path=True, log_prob_threshold=0.0, temperature=0.0)
+        doubtful = "".join(s.text for s in segments)
+        segments, _ = transcriber.transcribe(path, fast_path=True, temperature=0.0)
+        trusted = "".join(s.text for s in segments)
+        segments, _ = transcriber.transcribe(path, fast_path=True, log_prob_threshold=0.0, temperature=0.0,
+                                             fast_path_fallback=False)
+        kept = "".join(s.text for s in segments)
+    fast = fast_path_frames(len(load_audio(path)) // 160, transcriber.card.fast_path.pad_s)
+    assert frames == [fast, N_FRAMES, fast, fast]  # the doubtful one again in full; the trusted one and one
+    assert kept == trusted                          # with the re-decode turned off, not
+    assert wer([reference], [doubtful]) == 0 and wer([reference], [trusted]) == 0, (doubtful, trusted)
+
+
+def test_fast_path_recipe_steps_parse_and_fail_on_one_line():
+    """`distill_short` (torch, before export) and `measure_fast_path` are shrink recipe steps."""
+    import pytest
+
+    from edge_asr.errors import ConfigError
+    from quantize.recipe import parse_recipe
+
+    recipe = parse_recipe({"name": "short", "steps": [{"distill_short": {"steps": 300, "train_blocks": 2}},
+                                                      {"quantize_int8": {}}, {"measure_fast_path": {}}]})
+    assert [n for n, _ in recipe.parsed()] == ["distill_short", "export", "quantize_int8", "measure_fast_path"]
+    with pytest.raises(ConfigError, match="put it before 'export'"):
+        parse_recipe({"name": "x", "steps": [{"export": {}}, {"distill_short": {}}]})
+    with pytest.raises(ConfigError, match=r"unknown key 'steps\[0\]\.distill_short\.stepz'"):
+        parse_recipe({"name": "x", "steps": [{"distill_short": {"stepz": 3}}]})

@@ -1,13 +1,14 @@
 """Transcription on the real default model and real recordings."""
 
 import json
+import re
 import subprocess
 import sys
 import tracemalloc
 
 import numpy as np
 import soundfile as sf
-from conftest import SAMPLE, SPEECH_DEV, wer
+from conftest import REPO, SAMPLE, SPEECH_DEV, wer
 
 from edge_asr.audio import load_audio
 
@@ -129,3 +130,59 @@ def test_every_verb_has_help():
     for verb in VERBS:
         r = run_cli(verb, "--help")
         assert r.returncode == 0 and "usage:" in r.stdout, verb
+
+
+def _nonspeech_clip(clip_id: str) -> np.ndarray:
+    """One of the escalation benchmark's synthesized non-speech clips (sox, deterministic)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import escalation_data
+
+    index = int(clip_id.split("-")[1])
+    clip = escalation_data.nonspeech_clips(index + 1)[index]
+    assert clip.id == clip_id
+    return clip.audio
+
+
+def test_no_words_over_a_melody_where_whisper_hallucinates(transcriber):
+    # tiny.en says " Thank you." over these plucked notes with its no-speech token at 0.88 but a text likely
+    # enough (avg_logprob -0.9) to override it; Silero VAD, asked only in that case, hears no speech.
+    melody = _nonspeech_clip("nonspeech-05-melody")
+    texts = ["".join(s.text for s in transcriber.transcribe(melody, vad_check=check)[0]) for check in (False, True)]
+    assert "thank" in texts[0].lower()  # the hallucination this guards against is still there without it
+    assert not re.search(r"\w", texts[1]), texts[1]
+
+
+def test_speech_kept_where_the_no_speech_token_is_high(transcriber):
+    # This utterance's second window holds only its last 2.5 s; after the first window's text as prompt, the
+    # no-speech probability there is 0.8 but the words are right, and the VAD hears speech: they stand.
+    segments = list(transcriber.transcribe(SPEECH_DEV / "ls-test-other_3080-5032-0009.wav")[0])
+    assert len({s.seek for s in segments}) == 2 and max(s.no_speech_prob for s in segments) > 0.6
+    assert "does not visit often" in "".join(s.text for s in segments).lower()
+
+
+def test_a_loop_needs_fallback_even_where_no_speech_is_likely():
+    from edge_asr.decoding import DecodingResult, compression_ratio
+    from edge_asr.transcriber import TranscribeOptions, _needs_fallback
+
+    def result(text: str, avg_logprob: float, no_speech_prob: float) -> DecodingResult:
+        return DecodingResult(tokens=[], text=text, avg_logprob=avg_logprob, sum_logprob=0.0,
+                              no_speech_prob=no_speech_prob, temperature=0.0,
+                              compression_ratio=compression_ratio(text))
+
+    opts = TranscribeOptions()
+    # base, beam 5, on the short last window of a noisy utterance (cached from the escalation benchmark)
+    assert _needs_fallback(result(" and cry to the unit" * 12, -0.19, 0.93), opts)
+    assert not _needs_fallback(result(" the country that he does not visit often.", -0.31, 0.82), opts)
+
+
+def test_base_beam_gives_no_words_on_a_tone():
+    # Whisper base with beam 5 (the server's default model) loops " I'm sorry, I'm sorry, ..." on this tone at
+    # temperature 0, with the no-speech token at 0.71: a loop must not pass as speech.
+    from edge_asr import Transcriber
+    from edge_asr.models import resolve_model
+
+    base = resolve_model("base")  # built into the cache on first use, like a user's
+
+    tone = _nonspeech_clip("nonspeech-03-tone")
+    segments = list(Transcriber(base, threads=2).transcribe(tone, beam_size=5, language="en")[0])
+    assert not re.search(r"\w", "".join(s.text for s in segments)), segments
