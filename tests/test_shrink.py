@@ -24,9 +24,12 @@ from quantize.recipe import load_recipe
 
 # Short real recordings (LibriSpeech, LJSpeech, LibriVox): quick to transcribe, enough words to score.
 CLIPS = ["ljspeech_LJ001-0001", "ls-test-other_1688-142285-0001", "librivox-austen_0870", "ljspeech_LJ001-0005"]
-CALIBRATION = ["ljspeech_LJ001-0003", "ls-test-other_1688-142285-0000", "librivox-austen_0880"]
-# WER bounds on CLIPS (fp32 ONNX scores 5.6 % on them); pruned-int8 is barely distilled in a test.
-BOUNDS = {"int8": 0.12, "int8-static": 0.15, "int4": 0.15, "pruned-int8": 0.9}
+CALIBRATION = ["ljspeech_LJ001-0003", "ls-test-other_1688-142285-0000", "librivox-austen_0880", "ljspeech_LJ001-0009",
+               "ls-test-other_2033-164914-0000", "librivox-austen_0890", "ljspeech_LJ001-0011",
+               "ls-test-other_367-130732-0000"]
+# WER bounds on CLIPS (fp32 ONNX 5.6 %, int8 1.9 % on them); the test-depth pruned model, refit on 8 clips and barely
+# distilled, scored 21 %: its bound checks the pipeline yields a working model, not the recipe's accuracy.
+BOUNDS = {"int8": 0.12, "int8-static": 0.15, "int4": 0.15, "pruned-int8": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +41,15 @@ def calibration_dir(tmp_path_factory) -> Path:
 
 
 def _fast(recipe_name: str):
-    """The built-in recipe with its calibration-hungry steps cut down to test size."""
+    """The built-in recipe with its calibration-hungry steps cut down to test size. Pruning is made milder
+    (1 head, a quarter of the FFN): the built-in depth needs its real distillation run to be usable, while
+    this depth survives on the least-squares refit alone, so the test can still bound the WER."""
     recipe = load_recipe(recipe_name)
     for name, params in recipe.parsed():
         if hasattr(params, "utterances"):
             params.utterances = 3
+        if name == "prune":
+            params.encoder_heads, params.encoder_ffn = 1, 0.25
         if name == "distill":
             params.steps, params.batch = 2, 1
     return recipe
@@ -92,11 +99,13 @@ def test_recipe_transcribes_within_bound(recipe, hypotheses):
 
 def test_quantized_models_are_small_and_carded(built, calibration_dir):
     sizes = {k: size_on_disk(v) / 1e6 for k, v in built.items()}
-    assert sizes["int8"] <= 45 and sizes["int4"] <= 30 and sizes["pruned-int8"] <= 30, sizes
+    # The 30 MB target is the built-in pruning depth's (README table); the milder test depth is checked to
+    # shrink the int8 model by pruning plus the 4-bit embedding.
+    assert sizes["int8"] <= 45 and sizes["int4"] <= 30 and sizes["pruned-int8"] < 0.8 * sizes["int8"], sizes
     card = ModelCard.load(built["int8-static"])
     assert card.recipe["name"] == "int8-static"
     assert card.recipe["steps"][1]["quantize_static"]["utterances"] == 3
-    assert len(card.recipe["calibration"]["sha256"]) == 64 and card.recipe["calibration"]["files"] == 3
+    assert len(card.recipe["calibration"]["sha256"]) == 64 and card.recipe["calibration"]["files"] == len(CALIBRATION)
     assert len(card.source["sha256"]) == 64
     assert card.files["decoder.onnx"] == (built["int8-static"] / "decoder.onnx").stat().st_size
 
@@ -113,9 +122,9 @@ def test_embedding_is_stored_once(built):
 
 def test_pruning_removes_parameters(built):
     card = ModelCard.load(built["pruned-int8"])
-    prune, step = card.recipe["prune"], load_recipe("pruned-int8").parsed()[0][1]
+    prune, step = card.recipe["prune"], _fast("pruned-int8").parsed()[0][1]
     assert prune["parameters_after"] == prune["parameters_before"] - prune["parameters_removed"]
-    assert prune["parameters_removed"] > 0.05 * prune["parameters_before"]  # the embedding is half the model
+    assert prune["parameters_removed"] > 0.03 * prune["parameters_before"]  # the embedding is half the model
     assert all(len(heads) == 6 - step.encoder_heads for heads in prune["encoder_heads_kept"])
     assert prune["encoder_ffn_width"] == [int(1536 * (1 - step.encoder_ffn))] * 4
 
@@ -124,8 +133,8 @@ def test_pruning_removes_parameters(built):
         graph = onnx.load(str(model_dir / "encoder.onnx"), load_external_data=False).graph
         return sum(math.prod(i.dims) for i in graph.initializer if len(i.dims) == 2)
 
-    # 2 of 6 heads and half the FFN: 0.64 of the weights (the positional embedding is not pruned).
-    assert weight_elements(built["pruned-int8"]) < 0.7 * weight_elements(built["int8"])
+    # 1 of 6 heads and a quarter of the FFN: 0.79 of the weights (the positional embedding is not pruned).
+    assert weight_elements(built["pruned-int8"]) < 0.85 * weight_elements(built["int8"])
     assert card.recipe["distill"]["steps"] == 2
 
 
