@@ -179,6 +179,7 @@ class CloudClient:
         """One API call under the deadline: parsed JSON for json/verbose_json, the text body otherwise."""
         if response_format not in RESPONSE_FORMATS:
             raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}")
+        deadline = time.monotonic() + self.timeout_s  # encoding the audio counts against it too
         if not self.breaker.allow():  # first, so an open breaker costs microseconds, not an encode
             raise CloudError("breaker_open", "an earlier request failed; waiting before trying again")
         try:
@@ -194,7 +195,7 @@ class CloudClient:
         if timestamp_granularities:
             data["timestamp_granularities[]"] = list(timestamp_granularities)
         try:
-            response = self._post_with_retries(data, files)
+            response = self._post_with_retries(data, files, deadline)
             body = response.json() if response_format.endswith("json") else response.text
         except CloudError as e:
             if e.reason.startswith("http_") and int(e.reason[5:]) in _NON_TRIPPING_STATUS:
@@ -208,8 +209,7 @@ class CloudClient:
         self.breaker.record_success()
         return body
 
-    def _post_with_retries(self, data, files) -> httpx.Response:
-        deadline = time.monotonic() + self.timeout_s
+    def _post_with_retries(self, data, files, deadline: float) -> httpx.Response:
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -217,7 +217,9 @@ class CloudClient:
                 raise CloudError("timeout", f"no answer within {self.timeout_s:g} s")
             retry_after: float | None = None
             try:
-                response = self._http.post(self.endpoint, data=data, files=files, timeout=remaining)
+                # A little under the time left: httpx's timeouts fire a few ms late.
+                response = self._http.post(self.endpoint, data=data, files=files,
+                                           timeout=max(remaining - 0.02, 0.001))
             except httpx.TimeoutException:
                 raise CloudError("timeout", f"no answer within {self.timeout_s:g} s") from None
             except httpx.ConnectError as e:

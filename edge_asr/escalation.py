@@ -48,6 +48,7 @@ class EscalationSection:
     retries: int = 2
     breaker_cooldown_s: float = 30.0  # after a failure, wait this long before trying the cloud again
     language: str | None = None  # sent to the cloud; None: the local model's language
+    arbitrate: bool = True  # the cloud's answer replaces the local one only if at least as confident
 
     def validate(self, source: str = "config") -> None:
         def bad(key: str, why: str) -> ConfigError:
@@ -98,6 +99,7 @@ class EscalationPolicy:
         max_share: float = 0.25,
         burst_s: float = 30.0,
         language: str | None = None,
+        arbitrate: bool = True,
         confidence_model: ConfidenceModel | None = None,
         on_decision: Callable[[RoutingDecision], None] | None = None,
     ):
@@ -111,6 +113,7 @@ class EscalationPolicy:
         self.max_share = max_share
         self.burst_s = burst_s
         self.language = language
+        self.arbitrate = arbitrate
         self.on_decision = on_decision
         self.stats = EscalationStats()
         self._lock = threading.Lock()
@@ -134,7 +137,7 @@ class EscalationPolicy:
             retries=section.retries, breaker=CircuitBreaker(cooldown_s=section.breaker_cooldown_s),
         )
         return cls(client, min_confidence=section.min_confidence, max_share=section.max_share,
-                   burst_s=section.burst_s, language=section.language, **kwargs)
+                   burst_s=section.burst_s, language=section.language, arbitrate=section.arbitrate, **kwargs)
 
     def route(
         self, segments: Iterable[Segment], audio: np.ndarray | StreamedAudio, language: str | None = None
@@ -196,7 +199,8 @@ class EscalationPolicy:
         decision.cloud_text = cloud.text.strip()
         decision.cloud_confidence = self.confidence_model.score(cloud.segments or [{"text": cloud.text}],
                                                                 end - start, cloud.words or None)
-        if not takes_cloud(decision.local_confidence, decision.cloud_text, decision.cloud_confidence):
+        if self.arbitrate and not takes_cloud(decision.local_confidence, decision.cloud_text,
+                                              decision.cloud_confidence):
             decision.status, decision.reason = "rejected", "cloud_less_confident"
             log.info("cloud answer for %.1f-%.1f s is less sure (%.2f) than the device's (%.2f); keeping %r",
                      start, end, decision.cloud_confidence, decision.local_confidence, decision.local_text)
@@ -346,8 +350,8 @@ def _normalize(text: str) -> str:
     return " ".join(_NORMALIZE.sub(" ", text.lower()).split())
 
 
-def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, on_failure: bool = False,
-                        language: str | None = "en") -> bool:
+def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, on_failure: bool | None = False,
+                        language: str | None = "en") -> bool | None:
     """Does the cloud hear `phrase` in this wake clip (float32 16 kHz, pre-roll included)?
 
     For detections in the borderline band only; case, punctuation and spacing are ignored ("Hey, Jarvis!"
@@ -362,8 +366,7 @@ def cloud_confirms_wake(audio: np.ndarray, phrase: str, client: CloudClient, *, 
     try:
         heard = _normalize(client.transcribe(audio, language=language).text)
     except CloudError as e:
-        log.warning("wake verification unavailable (%s); treating as %s", e.reason,
-                    "confirmed" if on_failure else "not confirmed")
+        log.warning("wake verification unavailable (%s); answering %r", e.reason, on_failure)
         return on_failure
     confirmed = f" {want} " in f" {heard} " or want.replace(" ", "") in heard.replace(" ", "")
     log.debug("wake verification: heard %r, want %r -> %s", heard, want, confirmed)

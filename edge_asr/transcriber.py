@@ -16,7 +16,7 @@ from edge_asr.alignment import align_words
 from edge_asr.audio import AudioSource, audio_info, stream_audio
 from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax
 from edge_asr.engine import WhisperEngine
-from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, log_mel
+from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, SAMPLE_RATE, log_mel
 from edge_asr.model_dir import TOKENIZER, ModelCard
 from edge_asr.models import resolve_model
 from edge_asr.tokenizer import Tokenizer
@@ -25,6 +25,7 @@ from edge_asr.types import Segment, TranscriptionInfo
 TIME_PER_TIMESTAMP = 0.02
 # A window whose loudest sample is below -60 dBFS is silence: Whisper hallucinates on digital silence.
 SILENCE_PEAK = 1e-3
+MIN_TAIL_SECONDS = 0.5
 INPUT_STRIDE = 2  # mel frames per audio-context position
 # On the fast path a model that was not adapted to it may fail to stop; no speech needs more tokens than this
 # (timestamps included), so a runaway is cut early instead of running to 224 tokens at every temperature.
@@ -156,6 +157,10 @@ class Transcriber:
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
         if len(chunk) < HOP or np.abs(chunk).max() < SILENCE_PEAK:
             return chunk, None  # nothing to encode
+        if seek > 0 and buffer.exhausted and len(chunk) < MIN_TAIL_SECONDS * SAMPLE_RATE:
+            # The previous window's timestamps already ended the speech; a sliver after them would cost a
+            # whole encoder pass for no words (it doubled the latency of short clips).
+            return chunk, None
         frames = N_FRAMES
         if fast_path and len(chunk) < N_FRAMES * HOP:  # the audio ends inside this window
             frames = fast_path_frames(len(chunk) // HOP, self.card.fast_path.pad_s)

@@ -7,25 +7,15 @@ once per 30 s window; the decoder takes a self-attention KV cache in and gives t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edge_asr.model_dir import Dims
 
-@dataclass(frozen=True)
-class ModelDims:
-    n_mels: int
-    n_audio_ctx: int
-    n_audio_state: int
-    n_audio_head: int
-    n_audio_layer: int
-    n_vocab: int
-    n_text_ctx: int
-    n_text_state: int
-    n_text_head: int
-    n_text_layer: int
+# One definition of the dimensions, shared with the model card (the device side's view of them).
+ModelDims = Dims
 
 
 class LayerNorm(nn.LayerNorm):

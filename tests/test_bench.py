@@ -99,7 +99,7 @@ def bench_run(tmp_path_factory):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EndpointHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"openai:http://127.0.0.1:{server.server_address[1]}/v1"
+    endpoint = f"openai:http://127.0.0.1:{server.server_address[1]}/v1/audio/transcriptions"
     out = tmp / "report"
     env = dict(os.environ, PYTHONPATH=str(tmp / "shadow"), BENCH_TEST_KEY=TOKEN)
     proc = subprocess.run(

@@ -69,7 +69,10 @@ def test_escalated_transcript_comes_back_from_the_server(long_case, cloud):
     audio, local_segments = long_case
     decisions = []
     client = CloudClient(cloud.endpoint, TOKEN, timeout_s=60)
-    policy = EscalationPolicy(client, min_confidence=1.0, max_share=1.0, on_decision=decisions.append)
+    # Forced: every window goes up and the cloud's answer is taken (the same model on both sides here, so
+    # arbitration by confidence would be a coin toss).
+    policy = EscalationPolicy(client, min_confidence=1.0, max_share=1.0, arbitrate=False,
+                              on_decision=decisions.append)
     segments = route(policy, local_segments, audio)
     assert [d.status for d in decisions] == ["escalated", "escalated"]
     assert decisions[0].end == pytest.approx(decisions[1].start)  # the windows tile the audio
@@ -106,7 +109,7 @@ def test_wrong_token_gives_401_and_the_local_transcript_stands(local, cloud):
 def test_cli_transcribe_escalates_per_config(tmp_path, cloud):
     config = tmp_path / "edge.yaml"
     config.write_text(f"escalation:\n  endpoint: {cloud.endpoint}\n  api_key_env: TEST_CLOUD_KEY\n"
-                      "  min_confidence: 1.0\n  timeout_s: 60\n")
+                      "  min_confidence: 1.0\n  arbitrate: false\n  timeout_s: 60\n")
     wav = DATA / "speech-dev" / f"{SHORT}.wav"
     code = WRITE_HOOK + "import sys; from edge_asr.cli import main; sys.exit(main(sys.argv[1:]))"
     run = subprocess.run([sys.executable, "-c", code, "transcribe", str(wav), "--config", str(config),

@@ -216,9 +216,10 @@ def add_ratios(systems: list[dict], baseline: str) -> None:
         system["vs_baseline"] = ratios
 
 
-def _measure(specs: list[SystemSpec], failures: dict[str, str], dataset: Dataset,
-             options: BenchOptions) -> tuple[dict[str, list[dict | None]], list[str]]:
-    """All worker runs, repeat by repeat; a system that fails in repeat 0 is dropped (into `failures`)."""
+def _measure(specs: list[SystemSpec], failures: dict[str, str], dataset: Dataset, options: BenchOptions,
+             problems: list[str]) -> tuple[dict[str, list[dict | None]], list[str]]:
+    """All worker runs, repeat by repeat; a system that fails in repeat 0 is dropped (into `failures`),
+    a later failed repeat is left out of its medians (and noted in `problems`)."""
     speech, nonspeech = dataset.speech, dataset.nonspeech
     warmup = min(speech[:10], key=lambda c: c.path.stat().st_size)  # a short clip: cold start, not RTF
     runs: dict[str, list[dict | None]] = {s.name: [] for s in specs}
@@ -248,6 +249,9 @@ def _measure(specs: list[SystemSpec], failures: dict[str, str], dataset: Dataset
                         failures[spec.name] = error
                         bar.total -= per_full_run
                         bar.refresh()
+                    else:
+                        problems.append(f"system {spec.name}: repeat {repeat + 1} failed ({error}); "
+                                        "left out of its medians")
                 runs[spec.name].append(result)
         bar.close()
     return runs, short_ids or _short_ids(runs, speech, options)
@@ -262,7 +266,7 @@ def run_bench(dataset: Dataset, specs: list[SystemSpec], options: BenchOptions,
     specs, failures = prepare_models(specs)
     for name, why in failures.items():
         print(f"edge-asr bench: {name}: {why}", file=sys.stderr)
-    runs, short_ids = _measure(specs, failures, dataset, options)
+    runs, short_ids = _measure(specs, failures, dataset, options, problems)
     systems = [
         {**spec.to_dict(), "status": "failed", "error": failures[spec.name]} if spec.name in failures
         else summarize(spec, runs[spec.name], dataset, short_ids)

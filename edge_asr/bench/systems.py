@@ -148,9 +148,9 @@ class PocketSphinxSystem:
 
 
 class OpenAIEndpointSystem:
-    """Any server with the OpenAI transcription API (`POST {url}/audio/transcriptions`).
-
-    The bearer token comes from the environment variable named by `key_env` (unset: no token).
+    """Any server with the OpenAI transcription API: `url` is its base (`http://host:8000/v1`) or the
+    full endpoint (`.../v1/audio/transcriptions`). The bearer token comes from the environment variable
+    named by `key_env` (unset: no token).
     """
 
     def __init__(self, url: str, key_env: str, model: str):
@@ -159,7 +159,8 @@ class OpenAIEndpointSystem:
         token = os.environ.get(key_env)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(headers=headers, timeout=300)
-        self.url = url.rstrip("/") + "/audio/transcriptions"
+        url = url.rstrip("/")
+        self.url = url if url.endswith("/audio/transcriptions") else url + "/audio/transcriptions"
         self.model = model
         self.threads, self.size_bytes = None, None  # remote: neither is ours to measure
         self.model_dir = None
