@@ -3,7 +3,7 @@
 import pytest
 
 from wakeword.grammar import Command, Grammar, PhraseError, find_phrase, parse_number, parse_phrase
-from wakeword.listener import strip_wake_phrase
+from wakeword.listener import collapse_repeats, strip_wake_phrase
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,17 @@ def test_wake_phrase_is_found_and_stripped():
 def test_prompt_primes_the_command_vocabulary(grammar):
     assert grammar.prompt() == ("Turn on the lights. Set a timer for 5 minutes. "
                                 "What's the weather like today. Volume up. Off, down, all the way up.")
+
+
+def test_a_phrase_ending_in_a_number_or_free_text_is_open():
+    assert parse_phrase("set a timer for {minutes:int} [minutes]").ends_open
+    assert parse_phrase("take a note {text}").ends_open
+    assert not parse_phrase("set a timer for {minutes:int} minutes").ends_open
+    assert not parse_phrase("turn the volume {direction:up|down}").ends_open
+    assert not parse_phrase("what's the weather [like] [today]").ends_open
+
+
+def test_a_looping_transcript_collapses_to_its_first_sentence():
+    looped = "Alexa. Turn off the lights. Turn off the lights. Turn off the"
+    assert collapse_repeats(looped) == "Alexa. Turn off the lights."
+    assert collapse_repeats("Set it to 2.5 degrees. OK.") == "Set it to 2.5 degrees. OK."

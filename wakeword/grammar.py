@@ -95,6 +95,13 @@ class Phrase:
     def weight(self) -> int:
         return sum(1 for e in self.elements if not e.optional)
 
+    @property
+    def ends_open(self) -> bool:
+        """Whether more words could still belong to the phrase once it matched: it ends in a number or free
+        text ("...for twenty" may go on "...five"), not in a fixed word or a choice."""
+        required = [e for e in self.elements if not e.optional]
+        return bool(required) and required[-1].kind in ("int", "text")
+
 
 def parse_phrase(text: str) -> Phrase:
     if text.count("{") != text.count("}") or text.count("[") != text.count("]"):

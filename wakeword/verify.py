@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_asr.audio import SAMPLE_RATE
 from wakeword.grammar import find_phrase
 
 
@@ -25,15 +26,30 @@ class Heard:
 
 Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
 
+# Silence appended to a command before a fast-path transcription when the model was not adapted to short
+# encoder contexts (its card does not say the fast path is safe). With only the card's default 1 s after
+# the speech, tiny.en (fp32 and int8) often fails to stop and repeats the command until the token cap;
+# with a few seconds of silence it sees the speech end, as in a padded 30 s window, and stops.
+UNADAPTED_FAST_PATH_PAD_S = 4.0
 
-def local_transcriber(transcriber, language: str | None = "en") -> Transcribe:
-    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (greedy, no fallback)."""
+
+def local_transcriber(transcriber, language: str | None = "en", fast_path: bool | None = False) -> Transcribe:
+    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (greedy, no fallback).
+
+    `fast_path`: True encodes only the seconds present (plus silence, see UNADAPTED_FAST_PATH_PAD_S), not a
+    30 s window; False always the full window; None as the model card says.
+    """
+    pad = np.zeros(0, np.float32)
+    if fast_path and not transcriber.card.fast_path.safe:
+        pad = np.zeros(int(UNADAPTED_FAST_PATH_PAD_S * SAMPLE_RATE), np.float32)
 
     def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
+        if len(pad):
+            audio = np.concatenate((np.asarray(audio, np.float32), pad))
         # Timestamps stay on: without them Whisper tends to stop at a pause ("Alexa." ... and no command).
         segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
                                              word_timestamps=False, condition_on_previous_text=False,
-                                             initial_prompt=prompt)
+                                             initial_prompt=prompt, fast_path=fast_path)
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
         if not segments:
@@ -64,6 +80,13 @@ class TranscribeAhead:
         if self._key == speech_end_t or (self._job is not None and not self._job.done()):
             return  # already started for this pause, or a stale job still runs: don't queue behind it
         self._key, self._job = speech_end_t, self._pool.submit(self._transcribe, audio, self._prompt)
+
+    def ready(self, speech_end_t: float) -> Heard | None:
+        """The finished transcript of the audio up to this pause, without waiting (None: not there yet)."""
+        job = self._job
+        if job is None or self._key != speech_end_t or not job.done():
+            return None
+        return job.result()
 
     def result(self, speech_end_t: float | None, audio: np.ndarray) -> Heard:
         job, key = self._job, self._key
