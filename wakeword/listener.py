@@ -42,7 +42,8 @@ class WakeWord:
 class Listener:
     """`verifiers` replaces the second stage per wake word (e.g. a cloud check); by default it is the local
     transcriber. With `verifier: none` in the config there is no second stage. `transcribe_command`
-    transcribes commands when they need other settings than the wake-word check (the fast path)."""
+    transcribes commands when they need other settings than the wake-word check (the fast path); a
+    command it hears as no command is then transcribed again with `transcribe` (the full window)."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
                  verifiers: dict[str, Verifier] | None = None, threads: int = 1,
@@ -56,6 +57,8 @@ class Listener:
                             or TranscriptVerifier(transcribe, wake.phrases))
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
         self.transcribe = transcribe_command or transcribe
+        # A second opinion for commands that the command transcriber heard as no command.
+        self.full_window = transcribe if transcribe_command not in (None, transcribe) else None
         self.grammar = plan.grammar if plan.grammar.commands else None
         self.prompt = section.command_prompt
         if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
@@ -146,6 +149,11 @@ class Listener:
         else:
             heard = self.transcribe(captured.audio, self.prompt)
         text = self._command_text(heard)
+        if self.full_window is not None and self.grammar is not None and self._match(heard) is None:
+            # The fast path hears a little worse than the full window (an unadapted model on a short
+            # context): before saying "no command", hear it the slow way. Only misses pay for this.
+            heard = self.full_window(captured.audio, self.prompt)
+            text = self._command_text(heard)
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
                    "latency_s": round(time.monotonic() - endpoint_wall, 3)}
@@ -174,18 +182,22 @@ class Listener:
 
 
 def collapse_repeats(text: str) -> str:
-    """Drop a sentence that repeats the one before it, and an unfinished repeat at the end: Whisper's
-    looping failure ("Turn off the lights. Turn off the lights. Turn off the") would otherwise bury a
-    good command under extra words."""
+    """Drop a sentence that repeats (part of) the one before it, and an unfinished repeat at the end:
+    Whisper's looping failure ("Turn off the lights. Turn off the lights. Turn off the", "Let's turn off
+    the lights. Turn off the lights.") would otherwise bury a good command under extra words."""
     sentences = re.split(r"(?<=[.!?])\s+", text.strip())
     kept: list[str] = []
     for sentence in sentences:
         words = normalize_words(sentence)
         previous = normalize_words(kept[-1]) if kept else []
-        if words and previous and (words == previous or previous[:len(words)] == words):
+        if words and previous and _contains(previous, words):
             continue
         kept.append(sentence)
     return " ".join(kept) if len(kept) < len(sentences) else text
+
+
+def _contains(words: list[str], part: list[str]) -> bool:
+    return any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
 
 
 def strip_wake_phrase(text: str, phrases: list[str], within_words: int = 4) -> str:

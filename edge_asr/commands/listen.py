@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         threads = args.threads or config.transcribe.threads or 2
         transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
         transcribe = local_transcriber(transcriber, section.language)  # wake-word checks: the full window
-        transcribe_command = local_transcriber(transcriber, section.language, fast_path=section.fast_path)
+        fast = transcriber.card.fast_path.safe if section.fast_path is None else section.fast_path
+        transcribe_command = local_transcriber(transcriber, section.language, fast_path=True) if fast else None
         verifiers = None
         if cloud is not None:
             from wakeword.verify import CloudVerifier, TranscriptVerifier
