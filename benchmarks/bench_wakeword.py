@@ -381,6 +381,10 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
         exact = Grammar(plan.grammar.commands, min_score=0.999)
         alexas = clips("alexa")
         for snr in args.snr:
+            # One listener for the whole set, as if the utterances came one after another from one
+            # microphone (a fresh one per utterance spends more time loading models than listening). Full
+            # speed: transcribe-ahead would only start jobs that the next frames make stale.
+            listener = Listener(plan, transcribers[0], transcribe_command=transcribers[1], transcribe_ahead=False)
             results = []
             for i, (voice, (text, command, slots)) in enumerate((v, u) for v in voices for u in utterances):
                 wav = tmp / f"{set_name}{i}.wav"
@@ -389,8 +393,8 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                            silence(tmp / "gap.wav", 0.3), tts(text, tmp / f"{set_name}{i}.cmd.wav", voice),
                            silence(tmp / "end.wav", 1.5))
                 audio = mix_at_snr(load_audio(wav), ("pink", "white", "brown")[i % 3], snr, seed=i)
-                listener = Listener(plan, transcribers[0], transcribe_command=transcribers[1])
-                events = list(listener.run(open_stream(audio)))
+                events = [e for frame in open_stream(audio) for e in listener.feed(frame)]
+                events += list(listener.finish())
                 heard = next((e for e in events if e["event"] in ("command", "no_match")), None)
                 row = {"voice": voice, "text": text, "woken": any(e["event"] == "wake" for e in events),
                        "heard": heard["text"] if heard else None}

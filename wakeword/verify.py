@@ -32,6 +32,10 @@ Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
 # with more silence it sees the speech end, as in a padded 30 s window, and stops. On 60 TTS commands at
 # 15 dB SNR (int8), with 4 s 11 transcripts still looped, with 8 s none did, and 8 s took no longer
 # (fewer runaway tokens to decode); it still encodes about half of a 30 s window for a 5 s capture.
+# Timestamps are off there too: "Alexa. Turn on the kitchen lights." (the wake word, then the command,
+# clean) still looped with 8 s of silence when the decoder predicted timestamps, and stopped without them.
+# (With the full window timestamps stay on: without them Whisper tends to stop at the pause after
+# "Alexa.".) A command the fast path hears as none gets a full-window second opinion (the Listener).
 UNADAPTED_FAST_PATH_PAD_S = 8.0
 
 
@@ -42,16 +46,17 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
     30 s window; False always the full window; None as the model card says.
     """
     pad = np.zeros(0, np.float32)
-    if fast_path and not transcriber.card.fast_path.safe:
+    unadapted = bool(fast_path) and not transcriber.card.fast_path.safe
+    if unadapted:
         pad = np.zeros(int(UNADAPTED_FAST_PATH_PAD_S * SAMPLE_RATE), np.float32)
 
     def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
         if len(pad):
             audio = np.concatenate((np.asarray(audio, np.float32), pad))
-        # Timestamps stay on: without them Whisper tends to stop at a pause ("Alexa." ... and no command).
         segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
                                              word_timestamps=False, condition_on_previous_text=False,
-                                             initial_prompt=prompt, fast_path=fast_path)
+                                             initial_prompt=prompt, fast_path=fast_path,
+                                             without_timestamps=unadapted)
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
         if not segments:
