@@ -90,3 +90,10 @@ def test_a_looping_transcript_collapses_to_its_first_sentence():
     looped = "Alexa. Turn off the lights. Turn off the lights. Turn off the"
     assert collapse_repeats(looped) == "Alexa. Turn off the lights."
     assert collapse_repeats("Set it to 2.5 degrees. OK.") == "Set it to 2.5 degrees. OK."
+
+
+def test_a_short_word_does_not_snap_to_a_long_option():
+    # "the" is spelled inside "kitchen": a misheard room must be no match, not the kitchen's lights.
+    rooms = Grammar([Command("lights", [parse_phrase("turn {state:on|off} the {room:kitchen|bedroom} lights")])])
+    assert rooms.match("Turn off the memory lights") is None
+    assert rooms.match("Turn off the madroom lights").slots == {"state": "off", "room": "bedroom"}

@@ -155,12 +155,28 @@ def _literal_cost(heard: str, expected: str) -> float:
     return 1.0 - sim if sim >= _MIN_WORD_SIMILARITY else 1.0
 
 
+@lru_cache(maxsize=4096)
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein distance / the longer length: unlike SequenceMatcher's ratio, a short word that
+    happens to appear letter by letter inside a long one ("the" in "kitchen": ratio 0.6) stays far from it."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return 1.0 - previous[-1] / max(1, len(a), len(b))
+
+
 def _choice_cost(heard: tuple[str, ...], element: Element) -> tuple[float, str]:
     best = (_INF, "")
     for canonical, words in element.choices:
         if abs(len(words) - len(heard)) > 1:
             continue
-        sim = word_similarity(" ".join(heard), " ".join(words))
+        # Snapping to an option picks the action's argument, so both measures must agree it was heard:
+        # "turn off the memory lights" must not become the kitchen (via "the"), but be no match.
+        heard_text, option = " ".join(heard), " ".join(words)
+        sim = min(word_similarity(heard_text, option), edit_similarity(heard_text, option))
         if sim >= _MIN_WORD_SIMILARITY and 1.0 - sim < best[0]:
             best = (1.0 - sim, canonical)
     return best
