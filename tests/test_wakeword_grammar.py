@@ -97,3 +97,17 @@ def test_a_short_word_does_not_snap_to_a_long_option():
     rooms = Grammar([Command("lights", [parse_phrase("turn {state:on|off} the {room:kitchen|bedroom} lights")])])
     assert rooms.match("Turn off the memory lights") is None
     assert rooms.match("Turn off the madroom lights").slots == {"state": "off", "room": "bedroom"}
+
+
+def test_a_misheard_wake_word_before_a_short_command_is_dropped():
+    # The capture holds the wake word; heard as "I like that." it would sink a 3-word command.
+    from wakeword.commands import plan_listen
+    from wakeword.config import CommandConfig, ListenSection
+    from wakeword.listener import Listener
+    from wakeword.verify import Heard
+
+    section = ListenSection(commands=[CommandConfig("blinds", ["{action:open|close} the blinds"])])
+    listener = Listener(plan_listen(section, "test"), lambda audio, prompt=None: Heard("", 0.0))
+    text, match = listener._text_and_match(Heard("I like that. Close the blinds.", 0.9))
+    assert text == "Close the blinds." and match.slots == {"action": "close"}
+    assert listener._text_and_match(Heard("Tell me a joke. About blinds.", 0.9))[1] is None

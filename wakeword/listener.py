@@ -31,6 +31,8 @@ from wakeword.verify import Heard, Transcribe, TranscribeAhead, TranscriptVerifi
 
 # Ending a command at a short pause needs a match this good: at most a slip, never a missing word.
 COMPLETE_MIN_SCORE = 0.9
+# A first sentence this short, before the command, with no wake phrase found: the wake word misheard.
+MISHEARD_WAKE_WORDS = 4
 
 
 @dataclass
@@ -135,7 +137,23 @@ class Listener:
         return strip_wake_phrase(collapse_repeats(heard.text), self._wake.plan.phrases if self._wake else [])
 
     def _match(self, heard: Heard) -> CommandMatch | None:
-        return self.grammar.match(self._command_text(heard)) if self.grammar else None
+        return self._text_and_match(heard)[1]
+
+    def _text_and_match(self, heard: Heard) -> tuple[str, CommandMatch | None]:
+        """The command text and its match. When the wake phrase was not found, a short first sentence is
+        most likely the wake word misheard ("I like that. Close the blinds."): the text without it is
+        matched too and the better match kept (extra words would sink a short command)."""
+        text = self._command_text(heard)
+        if self.grammar is None:
+            return text, None
+        best_text, best = text, self.grammar.match(text)
+        sentences = re.split(r"(?<=[.!?])\s+", text)
+        if text == heard.text.strip() and len(sentences) > 1 and len(sentences[0].split()) <= MISHEARD_WAKE_WORDS:
+            rest = " ".join(sentences[1:])
+            match = self.grammar.match(rest)
+            if match is not None and (best is None or match.score > best.score):
+                best_text, best = rest, match
+        return best_text, best
 
     def _handle(self, captured: CapturedCommand) -> Iterator[dict]:
         endpoint_wall = time.monotonic()
@@ -148,17 +166,16 @@ class Listener:
             heard = self.ahead.result(captured.speech_end_t, captured.audio)
         else:
             heard = self.transcribe(captured.audio, self.prompt)
-        text = self._command_text(heard)
-        if self.full_window is not None and self.grammar is not None and self._match(heard) is None:
+        text, match = self._text_and_match(heard)
+        if self.full_window is not None and self.grammar is not None and match is None:
             # The fast path hears a little worse than the full window (an unadapted model on a short
             # context): before saying "no command", hear it the slow way. Only misses pay for this.
             heard = self.full_window(captured.audio, self.prompt)
-            text = self._command_text(heard)
+            text, match = self._text_and_match(heard)
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
                    "latency_s": round(time.monotonic() - endpoint_wall, 3)}
             return
-        match = self.grammar.match(text)
         if match is None:
             best = self.grammar.best(text)
             yield {"event": "no_match", "text": text, "reason": "no command matches", "t": t,
