@@ -315,8 +315,8 @@ def example_sentence(phrase: Phrase) -> str:
     """ "turn {state:on|off} the {room} lights" -> "Turn on the lights." (a choice as its first option,
     numbers and free text left out), in the phrase's own spelling.
 
-    A number is left out rather than given an example value: primed with "to 5 degrees", tiny.en wrote
-    "seventy" as "7" in TTS commands at 15 dB SNR (3 of 5 voices; without the 5, 1 or 2)."""
+    A number is left out rather than given an example value: primed with "to 5 degrees", tiny.en (int8)
+    wrote "seventy" as "7" for 2 of 5 TTS voices at 15 dB SNR, without the example for 1."""
 
     def slot(m: re.Match) -> str:
         kind = (m.group(2) or "").strip()
