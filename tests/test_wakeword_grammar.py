@@ -3,7 +3,7 @@
 import pytest
 
 from wakeword.grammar import Command, Grammar, PhraseError, find_phrase, parse_number, parse_phrase
-from wakeword.listener import strip_wake_phrase
+from wakeword.listener import collapse_repeats, strip_wake_phrase
 
 
 @pytest.fixture(scope="module")
@@ -73,5 +73,41 @@ def test_wake_phrase_is_found_and_stripped():
 
 
 def test_prompt_primes_the_command_vocabulary(grammar):
-    assert grammar.prompt() == ("Turn on the lights. Set a timer for 5 minutes. "
+    # No example number: it biased the transcriber towards it ("seventy" -> "7" after "5").
+    assert grammar.prompt() == ("Turn on the lights. Set a timer for minutes. "
                                 "What's the weather like today. Volume up. Off, down, all the way up.")
+
+
+def test_a_phrase_ending_in_a_number_or_free_text_is_open():
+    assert parse_phrase("set a timer for {minutes:int} [minutes]").ends_open
+    assert parse_phrase("take a note {text}").ends_open
+    assert not parse_phrase("set a timer for {minutes:int} minutes").ends_open
+    assert not parse_phrase("turn the volume {direction:up|down}").ends_open
+    assert not parse_phrase("what's the weather [like] [today]").ends_open
+
+
+def test_a_looping_transcript_collapses_to_its_first_sentence():
+    looped = "Alexa. Turn off the lights. Turn off the lights. Turn off the"
+    assert collapse_repeats(looped) == "Alexa. Turn off the lights."
+    assert collapse_repeats("Set it to 2.5 degrees. OK.") == "Set it to 2.5 degrees. OK."
+
+
+def test_a_short_word_does_not_snap_to_a_long_option():
+    # "the" is spelled inside "kitchen": a misheard room must be no match, not the kitchen's lights.
+    rooms = Grammar([Command("lights", [parse_phrase("turn {state:on|off} the {room:kitchen|bedroom} lights")])])
+    assert rooms.match("Turn off the memory lights") is None
+    assert rooms.match("Turn off the madroom lights").slots == {"state": "off", "room": "bedroom"}
+
+
+def test_a_misheard_wake_word_before_a_short_command_is_dropped():
+    # The capture holds the wake word; heard as "I like that." it would sink a 3-word command.
+    from wakeword.commands import plan_listen
+    from wakeword.config import CommandConfig, ListenSection
+    from wakeword.listener import Listener
+    from wakeword.verify import Heard
+
+    section = ListenSection(commands=[CommandConfig("blinds", ["{action:open|close} the blinds"])])
+    listener = Listener(plan_listen(section, "test"), lambda audio, prompt=None: Heard("", 0.0))
+    text, match = listener._text_and_match(Heard("I like that. Close the blinds.", 0.9))
+    assert text == "Close the blinds." and match.slots == {"action": "close"}
+    assert listener._text_and_match(Heard("Tell me a joke. About blinds.", 0.9))[1] is None

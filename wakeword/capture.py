@@ -11,7 +11,7 @@ from edge_asr.vad import Endpointer, SileroVad
 from wakeword.config import CaptureConfig
 
 WAKE_TAIL_S = 0.5
-Outcome = Literal["silence", "max_length", "no_speech", "end_of_stream"]
+Outcome = Literal["silence", "complete", "max_length", "no_speech", "end_of_stream"]
 
 
 @dataclass
@@ -66,6 +66,15 @@ class CommandRecorder:
         if self.active and ep.in_speech and ep.t > ep.last_speech_end:
             return round(ep.last_speech_end, 3)
         return None
+
+    def silence_s(self) -> float:
+        """How long the speaker has been silent (0 while speaking or before the command starts)."""
+        pause = self.pause_started_at()
+        return 0.0 if pause is None else self.endpointer.t - pause
+
+    def stop_complete(self) -> CapturedCommand:
+        """End the command at the current pause: what was said is already a whole command."""
+        return self._stop("complete", self.pause_started_at())
 
     def audio(self) -> np.ndarray:
         """Everything recorded so far, pre-roll included."""

@@ -43,6 +43,10 @@ class CaptureConfig:
     pre_roll_s: float = 2.0  # audio kept from before the detection: it holds the wake word
     start_timeout_s: float = 4.0  # no speech this long after the wake word: give up
     trailing_silence_s: float = 0.6  # this much silence ends the command
+    # A pause this long already ends it when what was said so far is a whole command (a confident match
+    # whose phrase does not end in an open slot): most commands then act without waiting out the full
+    # trailing silence, while a pause before "...minutes" or inside free text still waits. null: off.
+    complete_silence_s: float | None = 0.24
     max_command_s: float = 8.0
     vad_threshold: float = 0.5
 
@@ -81,4 +85,9 @@ class ListenSection:
     # Primes the transcriber for commands (not for the wake-word check): "auto" = an example sentence per
     # command plus the choice-slot options; null = none; any other text is used as it is.
     command_prompt: str | None = "auto"
+    # Transcribe commands over only the seconds captured instead of a 30 s window (several times faster).
+    # A model whose card does not say the fast path is safe gets a few seconds of silence appended so it
+    # stops (wakeword.verify.UNADAPTED_FAST_PATH_PAD_S). null: as the model card says. The wake-word check
+    # keeps the full window.
+    fast_path: bool | None = True
     commands: list[CommandConfig] = field(default_factory=list)

@@ -9,11 +9,13 @@
   {"event": "transcript", "text", "confidence", "t", "latency_s"}   (no commands configured)
   {"event": "wake_rejected", "wakeword", "score", "t", "heard"}     (only with verbose=True)
 `t` is seconds into the stream; `latency_s` is wall time from the end of the command (the endpoint) to the
-moment its action starts.
+moment its action starts; `endpoint_t` is where the command was cut off in the stream (the trailing silence
+ran out, or a shorter pause after a whole command).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,8 +26,13 @@ from wakeword.actions import ActionError, CommandContext
 from wakeword.capture import CapturedCommand, CommandRecorder
 from wakeword.commands import ListenPlan, WakeWordPlan
 from wakeword.detector import SAMPLE_RATE, Detection, RingBuffer, WakeWordDetector
-from wakeword.grammar import find_phrase, normalize_words
-from wakeword.verify import Transcribe, TranscribeAhead, TranscriptVerifier, Verifier
+from wakeword.grammar import CommandMatch, find_phrase, normalize_words
+from wakeword.verify import Heard, Transcribe, TranscribeAhead, TranscriptVerifier, Verifier
+
+# Ending a command at a short pause needs a match this good: at most a slip, never a missing word.
+COMPLETE_MIN_SCORE = 0.9
+# A first sentence this short, before the command, with no wake phrase found: the wake word misheard.
+MISHEARD_WAKE_WORDS = 4
 
 
 @dataclass
@@ -36,11 +43,13 @@ class WakeWord:
 
 class Listener:
     """`verifiers` replaces the second stage per wake word (e.g. a cloud check); by default it is the local
-    transcriber. With `verifier: none` in the config there is no second stage."""
+    transcriber. With `verifier: none` in the config there is no second stage. `transcribe_command`
+    transcribes commands when they need other settings than the wake-word check (the fast path); a
+    command it hears as no command is then transcribed again with `transcribe` (the full window)."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
                  verifiers: dict[str, Verifier] | None = None, threads: int = 1,
-                 transcribe_ahead: bool = True) -> None:
+                 transcribe_ahead: bool = True, transcribe_command: Transcribe | None = None) -> None:
         section = plan.section
         self.wakewords: dict[str, WakeWord] = {}
         for wake in plan.wakewords:
@@ -49,7 +58,9 @@ class Listener:
                 verifier = ((verifiers or {}).get(wake.spec.name)
                             or TranscriptVerifier(transcribe, wake.phrases))
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
-        self.transcribe = transcribe
+        self.transcribe = transcribe_command or transcribe
+        # A second opinion for commands that the command transcriber heard as no command.
+        self.full_window = transcribe if transcribe_command not in (None, transcribe) else None
         self.grammar = plan.grammar if plan.grammar.commands else None
         self.prompt = section.command_prompt
         if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
@@ -61,7 +72,9 @@ class Listener:
         self.ring = RingBuffer(capture.pre_roll_s)
         self.recorder = CommandRecorder(capture)
         # Off: transcribe only after the endpoint (less CPU when speakers pause mid-command, more latency).
-        self.ahead = TranscribeAhead(transcribe, self.prompt) if transcribe_ahead else None
+        self.ahead = TranscribeAhead(self.transcribe, self.prompt) if transcribe_ahead else None
+        # Ending early needs the transcript of the pause, which only transcribe-ahead has in time.
+        self.complete_silence_s = capture.complete_silence_s if self.ahead and self.grammar else None
         self.t = 0.0
         self._wake: WakeWord | None = None
 
@@ -83,6 +96,8 @@ class Listener:
             pause = self.recorder.pause_started_at()
             if pause is not None and self.ahead is not None:
                 self.ahead.start(pause, self.recorder.audio())
+                if self._is_whole_command(pause):
+                    yield from self._handle(self.recorder.stop_complete())
             return
         for detection in sorted(detections, key=lambda d: -d.score):
             event = self._second_stage(detection)
@@ -109,6 +124,37 @@ class Listener:
             return event
         return {**event, "event": "wake_rejected", "heard": getattr(wake.verifier, "last_heard", None)}
 
+    def _is_whole_command(self, pause: float) -> bool:
+        if self.complete_silence_s is None or self.recorder.silence_s() < self.complete_silence_s - 1e-9:
+            return False
+        heard = self.ahead.ready(pause)
+        if heard is None:
+            return False
+        match = self._match(heard)
+        return match is not None and match.score >= COMPLETE_MIN_SCORE and not match.phrase.ends_open
+
+    def _command_text(self, heard: Heard) -> str:
+        return strip_wake_phrase(collapse_repeats(heard.text), self._wake.plan.phrases if self._wake else [])
+
+    def _match(self, heard: Heard) -> CommandMatch | None:
+        return self._text_and_match(heard)[1]
+
+    def _text_and_match(self, heard: Heard) -> tuple[str, CommandMatch | None]:
+        """The command text and its match. When the wake phrase was not found, a short first sentence is
+        most likely the wake word misheard ("I like that. Close the blinds."): the text without it is
+        matched too and the better match kept (extra words would sink a short command)."""
+        text = self._command_text(heard)
+        if self.grammar is None:
+            return text, None
+        best_text, best = text, self.grammar.match(text)
+        sentences = re.split(r"(?<=[.!?])\s+", text)
+        if text == heard.text.strip() and len(sentences) > 1 and len(sentences[0].split()) <= MISHEARD_WAKE_WORDS:
+            rest = " ".join(sentences[1:])
+            match = self.grammar.match(rest)
+            if match is not None and (best is None or match.score > best.score):
+                best_text, best = rest, match
+        return best_text, best
+
     def _handle(self, captured: CapturedCommand) -> Iterator[dict]:
         endpoint_wall = time.monotonic()
         t = captured.speech_end_t if captured.speech_end_t is not None else captured.t
@@ -120,12 +166,16 @@ class Listener:
             heard = self.ahead.result(captured.speech_end_t, captured.audio)
         else:
             heard = self.transcribe(captured.audio, self.prompt)
-        text = strip_wake_phrase(heard.text, self._wake.plan.phrases if self._wake else [])
+        text, match = self._text_and_match(heard)
+        if self.full_window is not None and self.grammar is not None and match is None:
+            # The fast path hears a little worse than the full window (an unadapted model on a short
+            # context): before saying "no command", hear it the slow way. Only misses pay for this.
+            heard = self.full_window(captured.audio, self.prompt)
+            text, match = self._text_and_match(heard)
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
                    "latency_s": round(time.monotonic() - endpoint_wall, 3)}
             return
-        match = self.grammar.match(text)
         if match is None:
             best = self.grammar.best(text)
             yield {"event": "no_match", "text": text, "reason": "no command matches", "t": t,
@@ -134,7 +184,7 @@ class Listener:
         action = match.command.action
         yield {"event": "command", "command": match.command.name, "text": text, "confidence": match.score,
                "transcript_confidence": heard.confidence, "action": action.kind, "slots": match.slots, "t": t,
-               "latency_s": round(time.monotonic() - endpoint_wall, 3)}
+               "endpoint_t": captured.t, "latency_s": round(time.monotonic() - endpoint_wall, 3)}
         if action.kind == "emit":
             return
         started = time.monotonic()
@@ -146,6 +196,25 @@ class Listener:
             return
         yield {"event": "action_done", "command": match.command.name, "action": action.kind,
                "duration_s": round(time.monotonic() - started, 3), **({"detail": detail} if detail else {})}
+
+
+def collapse_repeats(text: str) -> str:
+    """Drop a sentence that repeats (part of) the one before it, and an unfinished repeat at the end:
+    Whisper's looping failure ("Turn off the lights. Turn off the lights. Turn off the", "Let's turn off
+    the lights. Turn off the lights.") would otherwise bury a good command under extra words."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    kept: list[str] = []
+    for sentence in sentences:
+        words = normalize_words(sentence)
+        previous = normalize_words(kept[-1]) if kept else []
+        if words and previous and _contains(previous, words):
+            continue
+        kept.append(sentence)
+    return " ".join(kept) if len(kept) < len(sentences) else text
+
+
+def _contains(words: list[str], part: list[str]) -> bool:
+    return any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
 
 
 def strip_wake_phrase(text: str, phrases: list[str], within_words: int = 4) -> str:

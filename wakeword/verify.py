@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_asr.audio import SAMPLE_RATE
 from wakeword.grammar import find_phrase
 
 
@@ -25,15 +26,37 @@ class Heard:
 
 Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
 
+# Silence appended to a command before a fast-path transcription when the model was not adapted to short
+# encoder contexts (its card does not say the fast path is safe). With only the card's default 1 s after
+# the speech, tiny.en (fp32 and int8) often fails to stop and repeats the command until the token cap;
+# with more silence it sees the speech end, as in a padded 30 s window, and stops. On 60 TTS commands at
+# 15 dB SNR (int8), with 4 s 11 transcripts still looped, with 8 s none did, and 8 s took no longer
+# (fewer runaway tokens to decode); it still encodes about half of a 30 s window for a 5 s capture.
+# Timestamps are off there too: "Alexa. Turn on the kitchen lights." (the wake word, then the command,
+# clean) still looped with 8 s of silence when the decoder predicted timestamps, and stopped without them.
+# (With the full window timestamps stay on: without them Whisper tends to stop at the pause after
+# "Alexa.".) A command the fast path hears as none gets a full-window second opinion (the Listener).
+UNADAPTED_FAST_PATH_PAD_S = 8.0
 
-def local_transcriber(transcriber, language: str | None = "en") -> Transcribe:
-    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (greedy, no fallback)."""
+
+def local_transcriber(transcriber, language: str | None = "en", fast_path: bool | None = False) -> Transcribe:
+    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (greedy, no fallback).
+
+    `fast_path`: True encodes only the seconds present (plus silence, see UNADAPTED_FAST_PATH_PAD_S), not a
+    30 s window; False always the full window; None as the model card says.
+    """
+    pad = np.zeros(0, np.float32)
+    unadapted = bool(fast_path) and not transcriber.card.fast_path.safe
+    if unadapted:
+        pad = np.zeros(int(UNADAPTED_FAST_PATH_PAD_S * SAMPLE_RATE), np.float32)
 
     def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
-        # Timestamps stay on: without them Whisper tends to stop at a pause ("Alexa." ... and no command).
+        if len(pad):
+            audio = np.concatenate((np.asarray(audio, np.float32), pad))
         segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
                                              word_timestamps=False, condition_on_previous_text=False,
-                                             initial_prompt=prompt)
+                                             initial_prompt=prompt, fast_path=fast_path,
+                                             without_timestamps=unadapted)
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
         if not segments:
@@ -64,6 +87,13 @@ class TranscribeAhead:
         if self._key == speech_end_t or (self._job is not None and not self._job.done()):
             return  # already started for this pause, or a stale job still runs: don't queue behind it
         self._key, self._job = speech_end_t, self._pool.submit(self._transcribe, audio, self._prompt)
+
+    def ready(self, speech_end_t: float) -> Heard | None:
+        """The finished transcript of the audio up to this pause, without waiting (None: not there yet)."""
+        job = self._job
+        if job is None or self._key != speech_end_t or not job.done():
+            return None
+        return job.result()
 
     def result(self, speech_end_t: float | None, audio: np.ndarray) -> Heard:
         job, key = self._job, self._key

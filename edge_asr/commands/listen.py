@@ -53,14 +53,17 @@ def run(args: argparse.Namespace) -> int:
 
         threads = args.threads or config.transcribe.threads or 2
         transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
-        transcribe = local_transcriber(transcriber, section.language)
+        transcribe = local_transcriber(transcriber, section.language)  # wake-word checks: the full window
+        fast = transcriber.card.fast_path.safe if section.fast_path is None else section.fast_path
+        transcribe_command = local_transcriber(transcriber, section.language, fast_path=True) if fast else None
         verifiers = None
         if cloud is not None:
             from wakeword.verify import CloudVerifier, TranscriptVerifier
 
             verifiers = {w.spec.name: CloudVerifier(cloud, w.phrases, TranscriptVerifier(transcribe, w.phrases),
                                                     section.language) for w in plan.wakewords}
-        listener = Listener(plan, transcribe, verbose=args.verbose, verifiers=verifiers)
+        listener = Listener(plan, transcribe, verbose=args.verbose, verifiers=verifiers,
+                            transcribe_command=transcribe_command)
         for event in listener.run(stream):
             print(json.dumps(event, ensure_ascii=False), flush=True)
     return 0
