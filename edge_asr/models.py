@@ -10,7 +10,7 @@ from edge_asr.errors import ModelError
 from edge_asr.model_dir import CARD, ModelCard, check_model_dir
 
 # Built-in model names -> (weights, recipe). The default is built on first use: tiny.en with the int8 recipe
-# (a third of the fp32 size, same WER on speech-dev; see README "Shrinking models for the Pi").
+# (a quarter of the fp32 size, WER within 0.4 points of fp32 on speech-dev; README "Shrinking models for the Pi").
 BUILTIN = {
     "tiny.en-int8": ("tiny.en", "int8"),
     "tiny.en": ("tiny.en", "fp32"),

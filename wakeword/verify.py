@@ -14,7 +14,6 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_asr.audio import SAMPLE_RATE
 from wakeword.grammar import find_phrase
 
 
@@ -45,17 +44,13 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
     `fast_path`: True encodes only the seconds present (plus silence, see UNADAPTED_FAST_PATH_PAD_S), not a
     30 s window; False always the full window; None as the model card says.
     """
-    pad = np.zeros(0, np.float32)
     unadapted = bool(fast_path) and not transcriber.card.fast_path.safe
-    if unadapted:
-        pad = np.zeros(int(UNADAPTED_FAST_PATH_PAD_S * SAMPLE_RATE), np.float32)
+    pad_s = UNADAPTED_FAST_PATH_PAD_S if unadapted else None  # None: the card's pad
 
     def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
-        if len(pad):
-            audio = np.concatenate((np.asarray(audio, np.float32), pad))
         segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
                                              word_timestamps=False, condition_on_previous_text=False,
-                                             initial_prompt=prompt, fast_path=fast_path,
+                                             initial_prompt=prompt, fast_path=fast_path, fast_path_pad_s=pad_s,
                                              without_timestamps=unadapted)
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
