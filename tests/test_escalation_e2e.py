@@ -36,7 +36,7 @@ LONG = ["ls-test-other_1688-142285-0000", "ls-test-other_1688-142285-0001", "ls-
 
 @pytest.fixture(scope="module")
 def local(transcriber):
-    return transcriber  # conftest's: the default model (tiny.en)
+    return transcriber  # conftest's: the default model (tiny.en int8)
 
 
 @pytest.fixture(scope="module")
