@@ -43,6 +43,22 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def cross_kv_inputs(n_kv: int) -> list[str]:
+    """The decoder's inputs for each layer's cross-attention keys and values (see quantize/export.py)."""
+    return [f"cross_kv.{i}" for i in range(n_kv)]
+
+
+def decoder_feed(session: ort.InferenceSession, tokens: np.ndarray, self_kv: np.ndarray,
+                 cross_kv: np.ndarray) -> dict[str, np.ndarray]:
+    """Inputs for a decoder session. `cross_kv` is the encoder's stacked (2 * layers, batch, ctx, state) output:
+    its per-layer slices are views, so they cost no copy. Model directories exported before the per-layer
+    inputs take the stacked tensor whole."""
+    feed = {"tokens": tokens.astype(np.int64), "self_kv": self_kv}
+    if any(i.name == "cross_kv" for i in session.get_inputs()):
+        return {**feed, "cross_kv": cross_kv}
+    return {**feed, **dict(zip(cross_kv_inputs(len(cross_kv)), cross_kv, strict=True))}
+
+
 class WhisperEngine:
     def __init__(self, model_dir: str | Path, card: ModelCard, threads: int | None = None):
         self.card = card
@@ -65,7 +81,5 @@ class WhisperEngine:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """tokens (batch, n) -> logits (batch, n, vocab), grown cache, cross-attention (if asked)."""
         outputs = ["logits", "new_self_kv"] + (["cross_attn"] if want_attention else [])
-        result = self.decoder.run(
-            outputs, {"tokens": tokens.astype(np.int64), "self_kv": self_kv, "cross_kv": cross_kv}
-        )
+        result = self.decoder.run(outputs, decoder_feed(self.decoder, tokens, self_kv, cross_kv))
         return result[0], result[1], (result[2] if want_attention else None)

@@ -146,7 +146,7 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edge_asr.engine import make_session
+    from edge_asr.engine import decoder_feed, make_session
 
     encoder_feeds = [{"mel": mel[None]} for mel, _ in calibration]
     ref_encoder = make_session(model_dir / ENCODER, threads=2)
@@ -157,9 +157,9 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
         n_kv, _, _, state = cross.shape
         empty = np.zeros((n_kv, 1, 0, state), np.float32)
         seq = np.array([tokens[:-1]], dtype=np.int64)
-        decoder_feeds.append({"tokens": seq, "self_kv": empty, "cross_kv": cross})
-        _, past, _ = ref_decoder.run(None, {"tokens": seq[:, :-1], "self_kv": empty, "cross_kv": cross})
-        decoder_feeds.append({"tokens": seq[:, -1:], "self_kv": past, "cross_kv": cross})
+        decoder_feeds.append(decoder_feed(ref_decoder, seq, empty, cross))
+        _, past, _ = ref_decoder.run(None, decoder_feed(ref_decoder, seq[:, :-1], empty, cross))
+        decoder_feeds.append(decoder_feed(ref_decoder, seq[:, -1:], past, cross))
     del ref_encoder, ref_decoder
 
     for file, feeds in ((ENCODER, encoder_feeds), (DECODER, decoder_feeds)):

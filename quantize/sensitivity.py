@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_asr.engine import make_session
+from edge_asr.engine import decoder_feed, make_session
 from edge_asr.model_dir import DECODER, ENCODER
 from quantize.calibration import CalibrationSet
 from quantize.quantization import EMBEDDING, quantize_dynamic_int8, quantize_int4, weight_groups
@@ -37,8 +37,8 @@ class _Runner:
 
     def logprobs(self, tokens: list[int], cross: np.ndarray) -> np.ndarray:
         n_kv, _, _, state = cross.shape
-        feed = {"tokens": np.array([tokens[:-1]], np.int64), "self_kv": np.zeros((n_kv, 1, 0, state), np.float32),
-                "cross_kv": cross}
+        feed = decoder_feed(self.decoder, np.array([tokens[:-1]], np.int64),
+                            np.zeros((n_kv, 1, 0, state), np.float32), cross)
         return _log_softmax(self.decoder.run(["logits"], feed)[0][0])
 
 
