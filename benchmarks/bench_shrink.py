@@ -189,11 +189,15 @@ def main() -> int:
     print("| variant | size MB | WER % (Δ fp32) | held-out WER % (Δ) | long-form RTF (× FW int8) | "
           "encoder ms (× int8 speed) |")
     print("|---|---|---|---|---|---|")
+    def delta(x: float | None) -> str:
+        return f"{x:+.2f}" if x is not None else "n/a"  # without fp32 (or int8) in --variants
+
     for name, r in rows.items():
         size = f"{r['size_mb']:.1f}" if r["size_mb"] is not None else "(CT2)"
-        print(f"| {name} | {size} | {r['wer']:.2f} ({r['wer_delta']:+.2f}) | {r['wer_held_out']:.2f} "
-              f"({r['wer_held_out_delta']:+.2f}) | {r['long_rtf']:.3f} ({r['rtf_vs_faster_whisper']:.2f}) | "
-              f"{r['encoder_ms']:.0f} ({r['encoder_speedup_vs_int8']:.2f}) |")
+        speed = f"{r['encoder_speedup_vs_int8']:.2f}" if r["encoder_speedup_vs_int8"] is not None else "n/a"
+        print(f"| {name} | {size} | {r['wer']:.2f} ({delta(r['wer_delta'])}) | {r['wer_held_out']:.2f} "
+              f"({delta(r['wer_held_out_delta'])}) | {r['long_rtf']:.3f} ({r['rtf_vs_faster_whisper']:.2f}) | "
+              f"{r['encoder_ms']:.0f} ({speed}) |")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "long_seconds": long_s, "runs": args.runs,
                                          "threads": args.threads, "utterances": len(utts), "load": load},
