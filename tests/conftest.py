@@ -58,3 +58,15 @@ def transcriber(model_dir):
     from edge_asr import Transcriber
 
     return Transcriber(model_dir, threads=2)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, model_dir):
+    """`edge-asr serve` on loopback with the default model: the cloud of the escalation and wake-verification
+    tests."""
+    from escalation_helpers import TOKEN, start_server
+
+    server = start_server(["--model", str(model_dir), "--beam-size", "1", "--threads", "1"],
+                          tmp_path_factory.mktemp("cloud"), env={"EDGE_ASR_API_KEY": TOKEN})
+    yield server
+    server.stop()

@@ -40,14 +40,6 @@ def local(transcriber):
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory, model_dir):
-    server = start_server(["--model", str(model_dir), "--beam-size", "1", "--threads", "1"],
-                          tmp_path_factory.mktemp("cloud"), env={"EDGE_ASR_API_KEY": TOKEN})
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def long_case(local):
     """The long recording and its local transcript, decoded once for the tests that route it."""
     audio = np.concatenate([read_speech(u) for u in LONG])

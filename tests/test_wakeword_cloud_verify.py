@@ -1,8 +1,7 @@
 """The second stage on the cloud: the real `edge-asr serve` (default model) on 127.0.0.1 must hear the wake
 phrase; when the cloud cannot answer, the local transcriber decides."""
 
-import pytest
-from escalation_helpers import TOKEN, free_port, start_server
+from escalation_helpers import TOKEN, free_port
 from wakeword_helpers import clips, edge_asr
 
 from edge_asr.audio import load_audio
@@ -19,14 +18,6 @@ class Counting:
     def verify(self, audio):
         self.calls += 1
         return self.inner.verify(audio)
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory, model_dir):
-    server = start_server(["--model", str(model_dir), "--beam-size", "1", "--threads", "1"],
-                          tmp_path_factory.mktemp("cloud"), env={"EDGE_ASR_API_KEY": TOKEN})
-    yield server
-    server.stop()
 
 
 def test_cloud_hears_the_wake_phrase(cloud, transcriber):
