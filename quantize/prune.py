@@ -151,13 +151,19 @@ def prune_ffn(mlp: nn.Sequential, scores: torch.Tensor, fraction: float, multipl
 
 # --- refitting: the kept units take over the work of the removed ones ---------------------------------------
 
-def _lstsq(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight (out, in) and bias (out) minimising |x W^T + b - y|^2 (+ a little ridge), in float64."""
-    x = torch.cat([x.reshape(-1, x.shape[-1]), torch.ones(x[..., :1].numel(), 1)], dim=1).double()
-    y = y.reshape(-1, y.shape[-1]).double()
+def _lstsq(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3,
+           bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weight (out, in) and bias (out, or None without one) minimising |x W^T + b - y|^2 (+ a little ridge),
+    solved in float64."""
+    x = x.reshape(-1, x.shape[-1])
+    if bias:
+        x = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    x, y = x.double(), y.reshape(-1, y.shape[-1]).double()
     gram = x.T @ x
     gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
-    beta = torch.linalg.solve(gram, x.T @ y)  # (in + 1, out)
+    beta = torch.linalg.solve(gram, x.T @ y)  # (in [+ 1], out)
+    if not bias:
+        return beta.T.float().contiguous(), None
     return beta[:-1].T.float().contiguous(), beta[-1].float().contiguous()
 
 
@@ -204,21 +210,12 @@ def refit_encoder(student: Whisper, teacher: Whisper, mels: torch.Tensor, ridge:
         for name in ("key", "value"):
             target = getattr(t_block.cross_attn, name)(xa_t)
             layer = getattr(s_block.cross_attn, name)
-            weight, bias = _lstsq(xa_s, target, ridge)
+            # Keys have no bias in Whisper: they are refit without one.
+            weight, bias = _lstsq(xa_s, target, ridge, bias=layer.bias is not None)
             layer.weight.data = weight
-            if layer.bias is not None:
+            if bias is not None:
                 layer.bias.data = bias
-            else:  # keys have no bias in Whisper: refit without one
-                layer.weight.data = _lstsq_no_bias(xa_s, target, ridge)
     return errors
-
-
-def _lstsq_no_bias(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
-    x = x.reshape(-1, x.shape[-1]).double()
-    y = y.reshape(-1, y.shape[-1]).double()
-    gram = x.T @ x
-    gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
-    return torch.linalg.solve(gram, x.T @ y).T.float().contiguous()
 
 
 def prune_model(model: Whisper, calibration: CalibrationSet, tokens: dict[Path, list[int]], params,
