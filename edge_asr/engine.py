@@ -48,15 +48,21 @@ def cross_kv_inputs(n_kv: int) -> list[str]:
     return [f"cross_kv.{i}" for i in range(n_kv)]
 
 
-def decoder_feed(session: ort.InferenceSession, tokens: np.ndarray, self_kv: np.ndarray,
-                 cross_kv: np.ndarray) -> dict[str, np.ndarray]:
+def cross_kv_names(session: ort.InferenceSession) -> list[str] | None:
+    """A decoder session's per-layer cross K/V input names, or None for a model directory exported before
+    them (it takes the stacked tensor whole, as input "cross_kv"). Read once per session, not per step."""
+    names = [i.name for i in session.get_inputs() if i.name.startswith("cross_kv")]
+    return None if names == ["cross_kv"] else names
+
+
+def decoder_feed(tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray,
+                 cross_names: list[str] | None) -> dict[str, np.ndarray]:
     """Inputs for a decoder session. `cross_kv` is the encoder's stacked (2 * layers, batch, ctx, state) output:
-    its per-layer slices are views, so they cost no copy. Model directories exported before the per-layer
-    inputs take the stacked tensor whole."""
+    its per-layer slices are views, so they cost no copy. `cross_names`: from `cross_kv_names`."""
     feed = {"tokens": tokens.astype(np.int64), "self_kv": self_kv}
-    if any(i.name == "cross_kv" for i in session.get_inputs()):
+    if cross_names is None:
         return {**feed, "cross_kv": cross_kv}
-    return {**feed, **dict(zip(cross_kv_inputs(len(cross_kv)), cross_kv, strict=True))}
+    return {**feed, **dict(zip(cross_names, cross_kv, strict=True))}
 
 
 class WhisperEngine:
@@ -65,6 +71,7 @@ class WhisperEngine:
         self.threads = threads or physical_cores()
         self.encoder = make_session(Path(model_dir) / ENCODER, self.threads)
         self.decoder = make_session(Path(model_dir) / DECODER, self.threads)
+        self.cross_names = cross_kv_names(self.decoder)
         dims = card.dims
         self.n_kv = 2 * dims.n_text_layer
         self.n_state = dims.n_text_state
@@ -81,5 +88,5 @@ class WhisperEngine:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """tokens (batch, n) -> logits (batch, n, vocab), grown cache, cross-attention (if asked)."""
         outputs = ["logits", "new_self_kv"] + (["cross_attn"] if want_attention else [])
-        result = self.decoder.run(outputs, decoder_feed(self.decoder, tokens, self_kv, cross_kv))
+        result = self.decoder.run(outputs, decoder_feed(tokens, self_kv, cross_kv, self.cross_names))
         return result[0], result[1], (result[2] if want_attention else None)

@@ -146,20 +146,21 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edge_asr.engine import decoder_feed, make_session
+    from edge_asr.engine import cross_kv_names, decoder_feed, make_session
 
     encoder_feeds = [{"mel": mel[None]} for mel, _ in calibration]
     ref_encoder = make_session(model_dir / ENCODER, threads=2)
     ref_decoder = make_session(model_dir / DECODER, threads=2)
+    names = cross_kv_names(ref_decoder)
     decoder_feeds = []
     for feed, (_, tokens) in zip(encoder_feeds, calibration):
         cross = ref_encoder.run(None, feed)[0]
         n_kv, _, _, state = cross.shape
         empty = np.zeros((n_kv, 1, 0, state), np.float32)
         seq = np.array([tokens[:-1]], dtype=np.int64)
-        decoder_feeds.append(decoder_feed(ref_decoder, seq, empty, cross))
-        _, past, _ = ref_decoder.run(None, decoder_feed(ref_decoder, seq[:, :-1], empty, cross))
-        decoder_feeds.append(decoder_feed(ref_decoder, seq[:, -1:], past, cross))
+        decoder_feeds.append(decoder_feed(seq, empty, cross, names))
+        _, past, _ = ref_decoder.run(None, decoder_feed(seq[:, :-1], empty, cross, names))
+        decoder_feeds.append(decoder_feed(seq[:, -1:], past, cross, names))
     del ref_encoder, ref_decoder
 
     for file, feeds in ((ENCODER, encoder_feeds), (DECODER, decoder_feeds)):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_asr.engine import decoder_feed, make_session
+from edge_asr.engine import cross_kv_names, decoder_feed, make_session
 from edge_asr.model_dir import DECODER, ENCODER
 from quantize.calibration import CalibrationSet
 from quantize.quantization import EMBEDDING, quantize_dynamic_int8, quantize_int4, weight_groups
@@ -31,14 +31,15 @@ class _Runner:
     def __init__(self, model_dir: Path, threads: int = 2):
         self.encoder = make_session(model_dir / ENCODER, threads)
         self.decoder = make_session(model_dir / DECODER, threads)
+        self.cross_names = cross_kv_names(self.decoder)
 
     def cross(self, mel: np.ndarray) -> np.ndarray:
         return self.encoder.run(None, {"mel": mel[None]})[0]
 
     def logprobs(self, tokens: list[int], cross: np.ndarray) -> np.ndarray:
         n_kv, _, _, state = cross.shape
-        feed = decoder_feed(self.decoder, np.array([tokens[:-1]], np.int64),
-                            np.zeros((n_kv, 1, 0, state), np.float32), cross)
+        feed = decoder_feed(np.array([tokens[:-1]], np.int64), np.zeros((n_kv, 1, 0, state), np.float32), cross,
+                            self.cross_names)
         return _log_softmax(self.decoder.run(["logits"], feed)[0][0])
 
 
