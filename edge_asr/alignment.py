@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_asr.engine import WhisperEngine
+from edge_asr.engine import CrossKV, WhisperEngine
 from edge_asr.tokenizer import Tokenizer
 from edge_asr.types import Word
 
@@ -51,7 +51,7 @@ def median_filter(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def align_words(
-    engine: WhisperEngine, tokenizer: Tokenizer, cross_kv: np.ndarray, sot_sequence: list[int],
+    engine: WhisperEngine, tokenizer: Tokenizer, cross_kv: CrossKV, sot_sequence: list[int],
     text_tokens: list[int], num_frames: int, medfilt_width: int = 7,
 ) -> list[tuple[Word, int]]:
     """Words of `text_tokens` with start/end (seconds into the window), mean token probability, and how

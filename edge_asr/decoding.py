@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_asr.engine import WhisperEngine
+from edge_asr.engine import CrossKV, WhisperEngine
 from edge_asr.tokenizer import Tokenizer
 
 NEG_INF = -np.inf
@@ -224,7 +224,7 @@ class WindowDecoder:
         prefix = [self.tokenizer.special.sot_prev] + prompt[-(self.n_ctx // 2 - 1) :] if prompt else []
         return prefix + sot_seq, len(prefix)
 
-    def decode(self, cross_kv: np.ndarray, opts: DecodingOptions, prompt: list[int] | None = None) -> DecodingResult:
+    def decode(self, cross_kv: CrossKV, opts: DecodingOptions, prompt: list[int] | None = None) -> DecodingResult:
         tok = self.tokenizer
         eot = tok.special.eot
         initial, sot_index = self.initial_tokens(prompt or [], opts)

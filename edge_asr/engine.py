@@ -43,6 +43,11 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+# Each decoder layer's cross-attention keys and values, (1, audio_ctx, state) each: the encoder's outputs, one
+# per layer, computed once per window and fed unchanged to every decoding step.
+CrossKV = list[np.ndarray]
+
+
 def cross_kv_inputs(n_kv: int) -> list[str]:
     """The decoder's inputs for each layer's cross-attention keys and values (see quantize/export.py)."""
     return [f"cross_kv.{i}" for i in range(n_kv)]
@@ -55,13 +60,19 @@ def cross_kv_names(session: ort.InferenceSession) -> list[str] | None:
     return None if names == ["cross_kv"] else names
 
 
-def decoder_feed(tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray,
+def encoder_outputs(session: ort.InferenceSession, mel: np.ndarray) -> CrossKV:
+    """Run an encoder session on (1, n_mels, frames). A model directory exported before per-layer outputs
+    gives one stacked (2 * layers, 1, ctx, state) tensor; its slices are views, so either way costs no copy."""
+    outputs = session.run(None, {"mel": mel})
+    return outputs if len(outputs) > 1 else list(outputs[0])
+
+
+def decoder_feed(tokens: np.ndarray, self_kv: np.ndarray, cross_kv: CrossKV,
                  cross_names: list[str] | None) -> dict[str, np.ndarray]:
-    """Inputs for a decoder session. `cross_kv` is the encoder's stacked (2 * layers, batch, ctx, state) output:
-    its per-layer slices are views, so they cost no copy. `cross_names`: from `cross_kv_names`."""
+    """Inputs for a decoder session. `cross_names`: from `cross_kv_names`."""
     feed = {"tokens": tokens.astype(np.int64), "self_kv": self_kv}
     if cross_names is None:
-        return {**feed, "cross_kv": cross_kv}
+        return {**feed, "cross_kv": np.stack(cross_kv)}
     return {**feed, **dict(zip(cross_names, cross_kv, strict=True))}
 
 
@@ -76,15 +87,15 @@ class WhisperEngine:
         self.n_kv = 2 * dims.n_text_layer
         self.n_state = dims.n_text_state
 
-    def encode(self, mel: np.ndarray) -> np.ndarray:
-        """(n_mels, frames) -> cross K/V (2 * layers, 1, audio_ctx, state), once per window."""
-        return self.encoder.run(None, {"mel": mel[None]})[0]
+    def encode(self, mel: np.ndarray) -> CrossKV:
+        """(n_mels, frames) -> each decoder layer's cross K and V, once per window."""
+        return encoder_outputs(self.encoder, mel[None])
 
     def empty_cache(self, batch: int) -> np.ndarray:
         return np.zeros((self.n_kv, batch, 0, self.n_state), dtype=np.float32)
 
     def decode(
-        self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray, want_attention: bool = False
+        self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: CrossKV, want_attention: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """tokens (batch, n) -> logits (batch, n, vocab), grown cache, cross-attention (if asked)."""
         outputs = ["logits", "new_self_kv"] + (["cross_attn"] if want_attention else [])

@@ -60,6 +60,12 @@ class FastPath:
     measured: dict[str, Any] = field(default_factory=dict)  # the evidence: WER full vs fast, set, date
 
 
+# Revision of the exported ONNX layout. Any revision still loads; a built-in model cached under an older one
+# is rebuilt where torch is at hand. 2: per-layer cross K/V decoder inputs; 3: per-layer encoder outputs and
+# encoder attention head by head.
+EXPORT_FORMAT = 3
+
+
 @dataclass
 class ModelCard:
     name: str
@@ -75,6 +81,7 @@ class ModelCard:
     fast_path: FastPath = field(default_factory=FastPath)
     created: str = ""
     edge_asr_version: str = ""
+    export_format: int = 1  # the ONNX layout's revision (EXPORT_FORMAT when exported); 1: before it was recorded
 
     @property
     def multilingual(self) -> bool:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from edge_asr.errors import ModelError
-from edge_asr.model_dir import CARD, ModelCard, check_model_dir
+from edge_asr.model_dir import CARD, EXPORT_FORMAT, ModelCard, check_model_dir
 
 # Built-in model names -> (weights, recipe). The default is built on first use: tiny.en with the int8 recipe
 # (a quarter of the fp32 size, WER within 0.4 points of fp32 on speech-dev; README "Shrinking models for the Pi").
@@ -40,23 +40,29 @@ def resolve_model(model: str | Path | None, cache: str | Path | None = None) -> 
         path = builtin_dir(name, cache)
         if not (path / CARD).exists():
             build_builtin(name, path)
+        elif ModelCard.load(path).export_format < EXPORT_FORMAT and _can_build():
+            build_builtin(name, path, reason="exported by an older edge-asr; rebuilding")
         return path
     path = Path(name).expanduser()
     check_model_dir(path)
     return path
 
 
-def build_builtin(name: str, out: Path) -> None:
+def _can_build() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def build_builtin(name: str, out: Path, reason: str = "once") -> None:
     """Export bundled weights into `out` (needs the workstation extra: torch)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if not _can_build():
         raise ModelError(
             f"model '{name}' is not built yet and building needs torch: run `edge-asr models build --name {name}` "
             "on a workstation (pip install 'edge-asr[build]') and copy the folder here, then pass --model DIR"
-        ) from None
+        )
     weights, recipe = BUILTIN[name]
-    print(f"edge-asr: building model '{name}' from bundled {weights} weights into {out} (once)...",
+    print(f"edge-asr: building model '{name}' from bundled {weights} weights into {out} ({reason})...",
           file=sys.stderr)
     from quantize.pipeline import build
 

@@ -16,7 +16,7 @@ import numpy as np
 from edge_asr.alignment import align_words
 from edge_asr.audio import AudioSource, audio_info, stream_audio
 from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax
-from edge_asr.engine import WhisperEngine
+from edge_asr.engine import CrossKV, WhisperEngine
 from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, SAMPLE_RATE, log_mel
 from edge_asr.model_dir import TOKENIZER, ModelCard
 from edge_asr.models import resolve_model
@@ -165,7 +165,7 @@ class Transcriber:
         )
         return self._segments(buffer, opts, first), info
 
-    def detect_language(self, cross_kv: np.ndarray) -> str:
+    def detect_language(self, cross_kv: CrossKV) -> str:
         tok = self.tokenizer.special
         logits, _, _ = self.engine.decode(np.array([[tok.sot]]), self.engine.empty_cache(1), cross_kv)
         langs = list(tok.languages.items())
@@ -176,7 +176,7 @@ class Transcriber:
 
     def _encode_window(
         self, buffer: _AudioBuffer, seek: int, fast_path: bool = False, pad_s: float = 0.0
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray, CrossKV | None]:
         buffer.fill((seek + N_FRAMES) * HOP)
         chunk = buffer.get(seek * HOP, (seek + N_FRAMES) * HOP)
         if len(chunk) < HOP or np.abs(chunk).max() < SILENCE_PEAK:
@@ -192,7 +192,7 @@ class Transcriber:
         return chunk, self.engine.encode(mel)
 
     def _segments(
-        self, buffer: _AudioBuffer, opts: TranscribeOptions, first: tuple[np.ndarray, np.ndarray | None] | None
+        self, buffer: _AudioBuffer, opts: TranscribeOptions, first: tuple[np.ndarray, CrossKV | None] | None
     ) -> Iterator[Segment]:
         tok = self.tokenizer
         ts_begin = tok.special.timestamp_begin
@@ -216,7 +216,7 @@ class Transcriber:
                 continue
             prompt = all_tokens[prompt_reset_since:]
             has_speech = self._speech_check(chunk)
-            if cross_kv.shape[2] < self.card.dims.n_audio_ctx:  # a fast-path window
+            if cross_kv[0].shape[1] < self.card.dims.n_audio_ctx:  # a fast-path window
                 result, cross_kv = self._decode_fast_window(chunk, cross_kv, opts, prompt, window_duration,
                                                             has_speech)
             else:
@@ -264,7 +264,7 @@ class Transcriber:
         return has_speech
 
     def _decode_fast_window(
-        self, chunk: np.ndarray, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int],
+        self, chunk: np.ndarray, cross_kv: CrossKV, opts: TranscribeOptions, prompt: list[int],
         window_duration: float, has_speech: Callable[[], bool],
     ) -> tuple[DecodingResult, np.ndarray]:
         """A first try at temperature 0 on the short context; when it looks like the short context misled the model
@@ -282,7 +282,7 @@ class Transcriber:
         return self._decode_with_fallback(cross_kv, opts, prompt, window_duration, has_speech), cross_kv
 
     def _decode_with_fallback(
-        self, cross_kv: np.ndarray, opts: TranscribeOptions, prompt: list[int], window_duration: float,
+        self, cross_kv: CrossKV, opts: TranscribeOptions, prompt: list[int], window_duration: float,
         has_speech: Callable[[], bool], max_new_tokens: int | None = None,
     ) -> DecodingResult:
         results: list[DecodingResult] = []
@@ -366,7 +366,7 @@ class Transcriber:
         return segments, seek, single_ending
 
     def _add_words(
-        self, segments: list[Segment], cross_kv: np.ndarray, segment_size: int, opts: TranscribeOptions,
+        self, segments: list[Segment], cross_kv: CrossKV, segment_size: int, opts: TranscribeOptions,
         time_offset: float,
     ) -> None:
         eot = self.tokenizer.special.eot

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edge_asr.engine import cross_kv_inputs
-from edge_asr.model_dir import CARD, DECODER, ENCODER, TOKENIZER, Dims, ModelCard, SpecialTokens
+from edge_asr.model_dir import CARD, DECODER, ENCODER, EXPORT_FORMAT, TOKENIZER, Dims, ModelCard, SpecialTokens
 from quantize.model import Whisper
 from quantize.weights import SourceWeights
 
@@ -23,8 +23,10 @@ class _Encoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(mel)
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # One output per layer's cross K or V, the decoder's inputs as they are: stacked, they would be
+        # concatenated into a second copy (18 MB for a 30 s window of tiny) while the parts are still alive.
+        return tuple(self.model.encode_layers(mel))
 
 
 class _Decoder(nn.Module):
@@ -76,17 +78,17 @@ def export_model_dir(
     n_kv = 2 * d.n_text_layer
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _Encoder(model), (mel,), str(out / ENCODER), input_names=["mel"], output_names=["cross_kv"],
-            dynamic_axes={"mel": {0: "batch", 2: "frames"}, "cross_kv": {1: "batch", 2: "audio_ctx"}},
-            opset_version=opset, dynamo=False,
-        )
-        cross = model.encode(mel)
-        tokens = torch.tensor([[weights_sot(weights), 1, 2]], dtype=torch.long).repeat(2, 1)
-        self_kv = torch.randn(n_kv, 2, 4, d.n_text_state)
         cross_names = cross_kv_inputs(n_kv)
         torch.onnx.export(
-            _Decoder(model), (tokens, self_kv, *cross.unbind(0)), str(out / DECODER),
+            _Encoder(model), (mel,), str(out / ENCODER), input_names=["mel"], output_names=cross_names,
+            dynamic_axes={"mel": {0: "batch", 2: "frames"}, **{n: {0: "batch", 1: "audio_ctx"} for n in cross_names}},
+            opset_version=opset, dynamo=False,
+        )
+        cross = model.encode_layers(mel)
+        tokens = torch.tensor([[weights_sot(weights), 1, 2]], dtype=torch.long).repeat(2, 1)
+        self_kv = torch.randn(n_kv, 2, 4, d.n_text_state)
+        torch.onnx.export(
+            _Decoder(model), (tokens, self_kv, *cross), str(out / DECODER),
             input_names=["tokens", "self_kv", *cross_names], output_names=["logits", "new_self_kv", "cross_attn"],
             dynamic_axes={
                 "tokens": {0: "batch", 1: "n"}, "self_kv": {1: "batch", 2: "past"},
@@ -113,6 +115,7 @@ def export_model_dir(
         recipe=recipe or {"name": "fp32", "steps": [{"export": {"opset": opset}}]},
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         edge_asr_version=__version__,
+        export_format=EXPORT_FORMAT,
     )
     if not card.suppress_ids_begin:
         card.suppress_ids_begin = [_encode_space(weights.tokenizer_json), card.tokens.eot]

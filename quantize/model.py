@@ -74,7 +74,13 @@ class EncoderBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.attn_ln(x)
         a = self.attn
-        out, _ = attention(a.query(h), a.key(h), a.value(h), a.n_head, causal=False)
+        q, k, v = a.query(h), a.key(h), a.value(h)
+        # One head at a time: a 30 s window's scores are heads x 1500 x 1500 floats (54 MB for tiny's 6 heads),
+        # held twice around the softmax; head by head the peak is a sixth of that, for the same arithmetic.
+        hd = q.shape[-1] // a.n_head
+        out = torch.cat([attention(q[..., i * hd:(i + 1) * hd], k[..., i * hd:(i + 1) * hd],
+                                   v[..., i * hd:(i + 1) * hd], 1, causal=False)[0]
+                         for i in range(a.n_head)], dim=-1)
         x = x + a.out(out)
         return x + self.mlp(self.mlp_ln(x))
 
@@ -164,14 +170,17 @@ class Whisper(nn.Module):
         self.encoder = AudioEncoder(dims)
         self.decoder = TextDecoder(dims)
 
-    def encode(self, mel: Tensor) -> Tensor:
-        """mel (batch, n_mels, frames) -> cross K/V stacked as (2 * n_text_layer, batch, ctx, state)."""
+    def encode_layers(self, mel: Tensor) -> list[Tensor]:
+        """mel (batch, n_mels, frames) -> each decoder layer's cross K and V, (batch, ctx, state) each."""
         xa = self.encoder(mel)
         kv = []
         for block in self.decoder.blocks:
-            k, v = block.cross_kv(xa)
-            kv += [k, v]
-        return torch.stack(kv)
+            kv += block.cross_kv(xa)
+        return kv
+
+    def encode(self, mel: Tensor) -> Tensor:
+        """The same, stacked as (2 * n_text_layer, batch, ctx, state)."""
+        return torch.stack(self.encode_layers(mel))
 
     def decode(
         self, tokens: Tensor, self_kv: Tensor, cross_kv: Tensor

@@ -146,7 +146,7 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edge_asr.engine import cross_kv_names, decoder_feed, make_session
+    from edge_asr.engine import cross_kv_names, decoder_feed, encoder_outputs, make_session
 
     encoder_feeds = [{"mel": mel[None]} for mel, _ in calibration]
     ref_encoder = make_session(model_dir / ENCODER, threads=2)
@@ -154,9 +154,8 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
     names = cross_kv_names(ref_decoder)
     decoder_feeds = []
     for feed, (_, tokens) in zip(encoder_feeds, calibration):
-        cross = ref_encoder.run(None, feed)[0]
-        n_kv, _, _, state = cross.shape
-        empty = np.zeros((n_kv, 1, 0, state), np.float32)
+        cross = encoder_outputs(ref_encoder, feed["mel"])
+        empty = np.zeros((len(cross), 1, 0, cross[0].shape[-1]), np.float32)
         seq = np.array([tokens[:-1]], dtype=np.int64)
         decoder_feeds.append(decoder_feed(seq, empty, cross, names))
         _, past, _ = ref_decoder.run(None, decoder_feed(seq[:, :-1], empty, cross, names))

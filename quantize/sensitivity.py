@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_asr.engine import cross_kv_names, decoder_feed, make_session
+from edge_asr.engine import CrossKV, cross_kv_names, decoder_feed, encoder_outputs, make_session
 from edge_asr.model_dir import DECODER, ENCODER
 from quantize.calibration import CalibrationSet
 from quantize.quantization import EMBEDDING, quantize_dynamic_int8, quantize_int4, weight_groups
@@ -33,13 +33,12 @@ class _Runner:
         self.decoder = make_session(model_dir / DECODER, threads)
         self.cross_names = cross_kv_names(self.decoder)
 
-    def cross(self, mel: np.ndarray) -> np.ndarray:
-        return self.encoder.run(None, {"mel": mel[None]})[0]
+    def cross(self, mel: np.ndarray) -> CrossKV:
+        return encoder_outputs(self.encoder, mel[None])
 
-    def logprobs(self, tokens: list[int], cross: np.ndarray) -> np.ndarray:
-        n_kv, _, _, state = cross.shape
-        feed = decoder_feed(np.array([tokens[:-1]], np.int64), np.zeros((n_kv, 1, 0, state), np.float32), cross,
-                            self.cross_names)
+    def logprobs(self, tokens: list[int], cross: CrossKV) -> np.ndarray:
+        empty = np.zeros((len(cross), 1, 0, cross[0].shape[-1]), np.float32)
+        feed = decoder_feed(np.array([tokens[:-1]], np.int64), empty, cross, self.cross_names)
         return _log_softmax(self.decoder.run(["logits"], feed)[0][0])
 
 

@@ -191,3 +191,19 @@ def test_base_beam_gives_no_words_on_a_tone():
     tone = _nonspeech_clip("nonspeech-03-tone")
     segments = list(Transcriber(base, threads=2).transcribe(tone, beam_size=5, language="en")[0])
     assert not re.search(r"\w", "".join(s.text for s in segments)), segments
+
+
+def test_a_builtin_model_exported_by_an_older_version_is_rebuilt(tmp_path, capfd):
+    import shutil
+
+    from edge_asr.model_dir import EXPORT_FORMAT, ModelCard
+    from edge_asr.models import builtin_dir, resolve_model
+
+    stale = builtin_dir("tiny.en", tmp_path)
+    shutil.copytree(resolve_model("tiny.en"), stale)
+    card = ModelCard.load(stale)
+    card.export_format = 1
+    card.save(stale)
+    assert resolve_model("tiny.en", tmp_path) == stale
+    assert "exported by an older edge-asr; rebuilding" in capfd.readouterr().err
+    assert ModelCard.load(stale).export_format == EXPORT_FORMAT
