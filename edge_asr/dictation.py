@@ -5,10 +5,14 @@ agreement); at the end of speech the utterance is finalized.
 `Dictation(transcriber, section).run(frames)` yields events as plain dicts (the CLI prints each as a JSON
 line), in this order per utterance: partials (zero or more), then one final.
   {"event": "partial", "utterance", "start", "t", "committed", "tentative", "text", "compute_s"}
-  {"event": "final", "utterance", "start", "end", "t", "text", "revised", "endpoint_s", "compute_s"}
+  {"event": "final", "utterance", "start", "end", "t", "text", "revised", "endpoint_s", "compute_s", "wait_s"}
 Times without `_s` are seconds into the stream: `start`/`end` of speech; `t` is how much audio had arrived
-when the event was computed. `compute_s` is wall time spent on that hypothesis; for a final it is the
-latency from the endpoint (speech end detected) to the text; `endpoint_s` is the silence the VAD waited for.
+when the event was computed. `compute_s` is wall time spent on that hypothesis. `endpoint_s` is the silence
+the VAD waited for before calling the end; `wait_s`, the wall time from then (on a live stream: from when that
+audio arrived) to the final. The final's audio ends `tail_s` after the last speech frame, so it is transcribed
+as soon as that much silence is in, while the VAD waits out the rest of `trailing_silence_s`: the final then
+costs no time after the endpoint unless its transcription outlasts the wait (or the speaker goes on, and the
+next pause is transcribed again).
 `committed` only ever grows within an utterance; the final text is the hypothesis over the whole utterance
 and usually extends it (`revised`: it disagreed with an already committed word, so a display that showed
 the partial should replace that line).
@@ -112,6 +116,7 @@ class _Utterance:
         self.previous: list[str] | None = None
         self.next_partial_t = 0.0
         self.partials = 0
+        self.early_final: tuple[float, list, float] | None = None  # (speech end, segments, compute_s)
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
@@ -147,6 +152,7 @@ class Dictation:
         if self._wall_start is None:
             self._wall_start = time.monotonic() - len(frame) / SAMPLE_RATE
         self.t += len(frame) / SAMPLE_RATE
+        arrived = self._wall_start + self.t if self.live else time.monotonic()
         events = self.endpointer.feed(frame)
         utt = self._utterance
         if utt is not None:
@@ -157,9 +163,11 @@ class Dictation:
             if event.kind == "start":
                 utt = self._begin(event.t)
             elif event.kind == "end" and utt is not None:
-                yield from self._finalize(utt, event.t)
+                yield from self._finalize(utt, event.t, arrived)
                 utt = None
-        if utt is not None and self.t >= utt.next_partial_t and not (self.live and self._behind()):
+        if utt is not None and self._final_audio_complete(utt):
+            utt.early_final = self._final_hypothesis(utt, self._speech_end())
+        elif utt is not None and self.t >= utt.next_partial_t and not (self.live and self._behind()):
             event = self._partial(utt)
             if event is not None:
                 yield event
@@ -167,7 +175,7 @@ class Dictation:
     def finish(self) -> Iterator[dict]:
         for event in self.endpointer.flush():
             if self._utterance is not None:
-                yield from self._finalize(self._utterance, event.t)
+                yield from self._finalize(self._utterance, event.t, time.monotonic())
 
     # --- utterances -----------------------------------------------------------------------------------------
 
@@ -230,12 +238,29 @@ class Dictation:
                 "committed": " ".join(utt.committed), "tentative": " ".join(tentative),
                 "text": " ".join(utt.committed + tentative), "compute_s": round(time.monotonic() - began, 3)}
 
-    def _finalize(self, utt: _Utterance, end: float) -> Iterator[dict]:
+    def _final_audio_complete(self, utt: _Utterance) -> bool:
+        """The speaker has been silent for `tail_s`: the final's audio is all in, though the VAD is still
+        waiting to call the end (and this pause is not transcribed yet)."""
+        end = self._speech_end()
+        return (end is not None and self.t - end >= self.section.tail_s - 1e-9
+                and (utt.early_final is None or utt.early_final[0] != end))
+
+    def _speech_end(self) -> float | None:
+        """Where the last speech frame ended, as the endpointer's end event will say it."""
+        end = self.endpointer.last_speech_end
+        return None if end is None else round(end, 3)
+
+    def _final_hypothesis(self, utt: _Utterance, end: float) -> tuple[float, list, float]:
+        """(end, segments, compute_s) of the final for speech ending at `end`."""
         began = time.monotonic()
-        self._utterance = None
-        audio = utt.audio()
         keep = int(round((end + self.section.tail_s - utt.audio_start) * SAMPLE_RATE))
-        segments = self._transcribe(audio[: max(1, keep)], final=True)
+        segments = self._transcribe(utt.audio()[: max(1, keep)], final=True)
+        return end, segments, time.monotonic() - began
+
+    def _finalize(self, utt: _Utterance, end: float, arrived: float) -> Iterator[dict]:
+        self._utterance = None
+        early = utt.early_final
+        _, segments, compute_s = early if early is not None and early[0] == end else self._final_hypothesis(utt, end)
         words = _words(segments)
         _, revised = extend_committed(utt.committed, words)
         # The final is the record (the line written to --output): the hypothesis over the whole utterance, not
@@ -246,7 +271,7 @@ class Dictation:
             return  # the VAD fired on something that is no speech
         event = {"event": "final", "utterance": utt.index, "start": utt.start, "end": end, "t": round(self.t, 3),
                  "text": text, "revised": revised, "endpoint_s": round(self.t - end, 3),
-                 "compute_s": round(time.monotonic() - began, 3)}
+                 "compute_s": round(compute_s, 3), "wait_s": round(max(0.0, time.monotonic() - arrived), 3)}
         if self.section.word_timestamps:
             event["words"] = [
                 {"word": w.word.strip(), "start": round(utt.audio_start + w.start, 3),

@@ -138,3 +138,20 @@ def test_dictate_config_errors(model_dir, tmp_path):
     bad.write_text("dictate:\n  partial_every: 1\n")
     done = run_dictate("--config", str(bad), "--input", "x.wav", "--model", str(model_dir))
     assert done.returncode == 2 and b"unknown key 'dictate.partial_every'" in done.stderr, done.stderr
+
+
+def test_the_final_is_transcribed_while_the_vad_waits_out_the_silence(transcriber):
+    """The final's audio is complete `tail_s` after the last speech frame, so it is transcribed then and is
+    ready at the endpoint; a speaker who goes on after such a pause still gets the whole utterance."""
+    from dictate_helpers import SPEECH_DEV
+
+    from edge_asr.audio import load_audio
+
+    speech = load_audio(SPEECH_DEV / LONG[0])  # LJ Speech: cut close to the words
+    pause = np.zeros(int(0.45 * 16000), np.float32)  # longer than tail_s (0.3), shorter than the 0.6 s endpoint
+    audio = np.concatenate([pause, speech, pause, speech, np.zeros(16000, np.float32)])
+    events = list(Dictation(transcriber, DictateSection(fast_path=False), live=False).run(open_stream(audio)))
+    finals = [e for e in events if e["event"] == "final"]
+    assert len(finals) == 1 and wer([f"{LONG[1]} {LONG[1]}"], [finals[0]["text"]]) < 0.2, events
+    # Transcribed before the endpoint: only the VAD's work on the endpoint's frame is left.
+    assert finals[0]["wait_s"] < 0.5 * finals[0]["compute_s"], finals
