@@ -22,6 +22,14 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def log_softmax_at(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`log_softmax(x)[row, index[row]]` for each row of (batch, vocab) `x`, the same float32 arithmetic
+    without building the whole (batch, vocab) result: greedy decoding needs one log-probability per step."""
+    m = x.max(axis=-1, keepdims=True)
+    log_sum = np.log(np.exp(x - m).sum(axis=-1))
+    return (x[np.arange(len(index)), index] - m[:, 0]) - log_sum
+
+
 def logsumexp(x: np.ndarray) -> float:
     m = x.max()
     return float(m + np.log(np.exp(x - m).sum())) if np.isfinite(m) else float(m)
@@ -115,9 +123,9 @@ class TimestampRules:
             logits[:, :b] = NEG_INF
             if self.max_initial is not None:
                 logits[:, b + self.max_initial + 1 :] = NEG_INF
-        logprobs = log_softmax(logits)
+        # Compared as logits: log-probabilities are the logits less one constant per row, which cancels.
         for k in range(tokens.shape[0]):
-            if logsumexp(logprobs[k, b:]) > logprobs[k, :b].max():
+            if logsumexp(logits[k, b:]) > logits[k, :b].max():
                 logits[k, :b] = NEG_INF
 
 
@@ -136,8 +144,7 @@ class GreedyDecoder:
         else:
             probs = np.exp(log_softmax(logits / self.temperature))
             nxt = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
-        logprobs = log_softmax(logits)
-        current = logprobs[np.arange(len(nxt)), nxt]
+        current = log_softmax_at(logits, nxt)
         done = tokens[:, -1] == self.eot
         sum_logprobs += np.where(done, 0.0, current)
         nxt = np.where(done, self.eot, nxt)
