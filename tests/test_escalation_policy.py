@@ -1,6 +1,9 @@
-"""Routing rules (windows, share cap, config), confidence features and the streamed clip reader."""
+"""Routing rules (windows, share cap, benefit gate, config), confidence and audio features and the streamed
+clip reader."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -10,8 +13,13 @@ from escalation_helpers import TOKEN, read_speech, start_standin
 from edge_asr.audio import load_audio
 from edge_asr.cloud import CloudClient
 from edge_asr.confidence import (
+    AUDIO_FEATURES,
     FEATURES,
+    LOCAL_CONFIDENCE,
+    BenefitModel,
     ConfidenceModel,
+    audio_features,
+    benefit_inputs,
     expected_calibration_error,
     reliability_table,
     utterance_features,
@@ -46,8 +54,8 @@ def test_share_cap_limits_the_audio_sent(tmp_path):
     try:
         audio = np.zeros(16000 * 50, np.float32)
         decisions = []
-        policy = EscalationPolicy(CloudClient(server.endpoint, TOKEN), min_confidence=0.99, max_share=0.25,
-                                  burst_s=0.0, on_decision=decisions.append)
+        policy = EscalationPolicy(CloudClient(server.endpoint, TOKEN), min_confidence=0.99, min_benefit=-math.inf,
+                                  max_share=0.25, burst_s=0.0, on_decision=decisions.append)
         for k in range(10):  # ten unsure 5 s utterances, one call each, as dictation would make them
             list(policy.route([seg(0, 0.0, 5.0, logprob=-3.0)], audio[k * 80000: (k + 1) * 80000]))
         statuses = [d.status for d in decisions]
@@ -116,9 +124,63 @@ def test_routing_rules():
     assert takes_cloud(0.01, " turn the lights off", 0.3)
     assert not takes_cloud(0.3, " and I know and I know and I know", 0.0)  # a less sure cloud loses
     assert takes_cloud(0.3, "", 0.0)  # the cloud heard nobody: the device's words were a hallucination
+    # With a benefit gate, an unsure window goes only if the cloud is expected to remove enough errors.
+    assert wants_cloud(" turn the lights off", 0.01, 0.05, benefit=0.4, min_benefit=0.2)
+    assert not wants_cloud(" turn the lights off", 0.01, 0.05, benefit=0.1, min_benefit=0.2)
+    assert not wants_cloud(" turn the lights off", 0.5, 0.05, benefit=9.0, min_benefit=0.2)  # sure: stays
 
 
 def test_a_repetition_loop_has_no_confidence():
     loop = seg(0, 0.0, 5.0, text=" and cry to the unit" * 12, logprob=-0.05)
     loop.compression_ratio = 10.4
     assert ConfidenceModel.load().score([loop], 5.0) == 0.0
+
+
+def noisy(speech: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(len(speech)).astype(np.float32)
+    return speech + noise * np.sqrt(speech.var() / 10 ** (snr_db / 10))
+
+
+def test_audio_quality_estimate_falls_with_the_snr():
+    speech = read_speech("ls-test-other_1688-142285-0000")
+    estimates = [audio_features(noisy(speech, snr)) for snr in (30, 10, 0)]
+    snrs = [e["snr_db"] for e in estimates]
+    assert snrs[0] > snrs[1] + 5 > snrs[2] + 10  # about 10 dB per 10 dB of real SNR on this recording
+    assert estimates[0]["speech_fraction"] > estimates[2]["speech_fraction"]
+    assert audio_features(speech)["snr_db"] > snrs[0]
+    assert audio_features(np.zeros(100, np.float32)) == {"snr_db": 0.0, "speech_fraction": 0.0}
+    assert set(audio_features(speech)) == set(AUDIO_FEATURES)
+
+
+def test_shipped_benefit_model_prefers_doubtful_transcripts_of_usable_audio():
+    benefit = BenefitModel.load()
+    assert benefit is not None and set(benefit.features) <= {*FEATURES, *AUDIO_FEATURES, LOCAL_CONFIDENCE}
+    speech = noisy(read_speech("ls-test-other_1688-142285-0000"), 10)
+    window = [seg(0, 0.0, len(speech) / 16000, text=" he hoped there would be stew for dinner")]
+    unsure = benefit.expected_gain(benefit_inputs(window, len(speech) / 16000, speech, 0.05))
+    sure = benefit.expected_gain(benefit_inputs(window, len(speech) / 16000, speech, 0.95))
+    assert unsure > sure
+    with pytest.raises(ValueError, match="unknown features"):
+        BenefitModel.from_dict({**benefit.to_dict(), "features": ["snr_db", "mood"]})
+
+
+def test_benefit_gate_sends_only_the_window_worth_sending(cloud):
+    """Two equally unsure windows over different audio: the min_benefit between their benefits sends one."""
+    speech = read_speech("ls-test-other_1688-142285-0000")
+    clips = [noisy(speech, 20), noisy(speech, 0, seed=1)]
+    duration = len(speech) / 16000
+    window = [seg(0, 0.0, duration, logprob=-1.2, text=" he hoped there would be stew for dinner")]
+    confidence = ConfidenceModel.load().score(window, duration)
+    benefit = BenefitModel.load()
+    gains = [benefit.expected_gain(benefit_inputs(window, duration, clip, confidence)) for clip in clips]
+    assert gains[0] != gains[1]
+    decisions = []
+    policy = EscalationPolicy(CloudClient(cloud.endpoint, TOKEN, timeout_s=60), min_confidence=0.99,
+                              min_benefit=sum(gains) / 2, max_share=1.0, on_decision=decisions.append)
+    for clip in clips:
+        list(policy.route([seg(0, 0.0, duration, logprob=-1.2, text=window[0].text)], clip, language="en"))
+    assert [d.benefit for d in decisions] == pytest.approx(gains)
+    best = int(np.argmax(gains))
+    assert decisions[best].status in ("escalated", "rejected")  # it went up; arbitration may keep the local text
+    assert (decisions[1 - best].status, decisions[1 - best].reason) == ("accepted", "low_benefit")
+    assert policy.stats.sent_s == pytest.approx(duration)
