@@ -232,7 +232,7 @@ def score_clips(clips, local, cloud, model: ConfidenceModel, benefit: BenefitMod
         if c.id in cloud:
             cloud_conf[c.id] = model.score(cloud[c.id]["segments"] or [{"text": cloud[c.id]["text"]}], c.duration)
         with_words = benefit is not None and has_words(local_text(local[c.id]))
-        gains[c.id] = benefit.expected_gain(benefit_inputs(segments, c.duration, c.audio, local_conf[c.id])
+        gains[c.id] = benefit.expected_gain(benefit_inputs(segments, c.duration, local_conf[c.id], c.audio)
                                             ) if with_words else None
     return Scores(local_conf, cloud_conf, gains)
 
@@ -276,6 +276,29 @@ def summarize(clips, local, cloud, scores: Scores, rule: Rule, max_share=1.0, bu
     }
 
 
+def recovery_interval(clips, local, cloud, scores: Scores, rule: Rule, resamples: int = 2000) -> dict:
+    """90 % bootstrap intervals of the gap recovered and the share escalated (no share cap), resampling whole
+    recordings (all noisy copies together): how much of a difference between rules the sample can tell."""
+    escalated, routed, _ = replay(clips, local, cloud, scores, rule)
+    by_recording: dict[str, np.ndarray] = {}
+    for c in clips:  # per recording: local, cloud and routed errors, reference words, utterances, escalated
+        row = [data.word_errors(c.reference, local_text(local[c.id]))[0],
+               data.word_errors(c.reference, cloud[c.id]["text"])[0],
+               data.word_errors(c.reference, routed[c.id])[0], 0, 1, c.id in escalated]
+        key = c.id.split("@")[0]
+        by_recording[key] = by_recording.get(key, np.zeros(6)) + np.array(row, dtype=float)
+    table = np.array(list(by_recording.values()))
+    rng = np.random.default_rng(0)
+    recovered, shares = [], []
+    for _ in range(resamples):
+        errs = table[rng.integers(0, len(table), len(table))].sum(axis=0)
+        if errs[0] > errs[1]:
+            recovered.append((errs[0] - errs[2]) / (errs[0] - errs[1]))
+            shares.append(errs[5] / errs[4])
+    return {"gap_recovered_90": [float(v) for v in np.percentile(recovered, [5, 95])],
+            "escalated_90": [float(v) for v in np.percentile(shares, [5, 95])]}
+
+
 def oracle_recovery(clips, local, cloud, share: float = 0.25) -> float:
     """Share of the gap recovered by escalating the `share` of utterances where the cloud removes most errors:
     a ceiling for any score."""
@@ -316,6 +339,7 @@ def routing_part(clips, local, cloud, model: ConfidenceModel, benefit: BenefitMo
         "utterances": len(speech),
         "heldout_utterances": len(heldout),
         "default": default,
+        "default_uncapped": {**run(heldout, rule), **recovery_interval(heldout, local, cloud, scores, rule)},
         "all_recordings": every,
         "oracle_gap_recovered_at_25pct": oracle_recovery(heldout, local, cloud),
         "by_snr": by_snr,
@@ -340,6 +364,10 @@ def print_routing(r: dict, args) -> None:
               f"max_share {args.max_share}, burst {args.burst_s:g} s): escalated {row['escalated']:.1%} of "
               f"utterances ({row['audio_share']:.1%} of audio), routed WER {row['routed_wer']:.3f}, "
               f"gap recovered {row['gap_recovered']:.1%}")
+    u = r["default_uncapped"]
+    print(f"  default rule without the share cap: escalated {u['escalated']:.1%} (90 % interval over recordings "
+          f"{u['escalated_90'][0]:.1%}-{u['escalated_90'][1]:.1%}), gap recovered {u['gap_recovered']:.1%} "
+          f"({u['gap_recovered_90'][0]:.1%}-{u['gap_recovered_90'][1]:.1%})")
     print(f"  oracle at 25 % of utterances would recover {r['oracle_gap_recovered_at_25pct']:.1%}")
     print("  by SNR (no share cap): " + "  ".join(
         f"{k} dB: local {v['local_wer']:.3f} cloud {v['cloud_wer']:.3f} routed {v['routed_wer']:.3f} "

@@ -11,8 +11,10 @@ out). A logistic regression over edge_asr.confidence.FEATURES is fitted with L2 
 refitted on the whole half.
 
 Benefit: the word errors per second that the cloud's transcript removes (local errors minus cloud errors,
-over the clip's duration), regressed (ridge) on the same decoder statistics plus the audio-quality estimates
-(edge_asr.confidence.AUDIO_FEATURES), on the noisy and non-speech clips where the local model wrote words.
+over the clip's duration), regressed (ridge) on a few of the values the device has for a window
+(--benefit-features; default: the local confidence, out of fold, and the speech rate; the blind SNR
+estimate of edge_asr.confidence.audio_features can be added), on the noisy and non-speech clips where the
+local model wrote words. Its default threshold makes the policy escalate --escalate of the noisy fit utterances.
 The cloud's transcripts come from bench_escalation.py's cache (--cloud-cache), so run that first.
 
     python benchmarks/fit_confidence.py          # the default local model; writes edge_asr/confidence.json
@@ -105,9 +107,10 @@ def build_table(clips: list[data.Clip], local: dict, label_max_wer: float):
     return np.array(rows), np.array(labels), groups, ids, skipped
 
 
-# Few inputs on purpose: a benefit is a noisy target (one utterance's errors), and on half of speech-dev the
-# full set of decoder statistics fitted noise (see README).
-BENEFIT_FEATURES = (LOCAL_CONFIDENCE, "snr_db", "words_per_second")
+# Few inputs on purpose: a benefit is a noisy target (one utterance's errors). The audio's SNR estimate got a
+# weight of nothing beside these two on the fit half (README), and leaving it out spares the policy reading
+# the audio of windows it does not send.
+BENEFIT_FEATURES = (LOCAL_CONFIDENCE, "words_per_second")
 
 
 def benefit_table(clips: list[data.Clip], local: dict, cloud: dict, confidence: dict[str, float],
@@ -122,7 +125,7 @@ def benefit_table(clips: list[data.Clip], local: dict, cloud: dict, confidence: 
             continue
         removed = data.word_errors(clip.reference, hypothesis)[0] - data.word_errors(
             clip.reference, cloud[clip.id]["text"])[0]
-        values = benefit_inputs(local[clip.id]["segments"], clip.duration, clip.audio, confidence[clip.id])
+        values = benefit_inputs(local[clip.id]["segments"], clip.duration, confidence[clip.id], clip.audio)
         rows.append([values[f] for f in features])
         gains.append(removed / clip.duration)
         groups.append(clip.id.split("@")[0])
@@ -203,13 +206,27 @@ def fit_confidence(clips, local, args) -> tuple[ConfidenceModel, dict[str, float
     return model, dict(zip(ids, oof, strict=True))
 
 
+def gap_recovered(clips, local, cloud, escalated: set[str]) -> float:
+    """Share of the noisy utterances' local/cloud word-error gap that escalating `escalated` recovers."""
+    gap = removed = 0
+    for c in clips:
+        if c.kind == "speech" and c.snr_db is not None and c.id in cloud:
+            gain = (data.word_errors(c.reference, local_text(local[c.id]))[0]
+                    - data.word_errors(c.reference, cloud[c.id]["text"])[0])
+            gap += gain
+            removed += gain if c.id in escalated else 0
+    return removed / gap if gap > 0 else float("nan")
+
+
 def fit_benefit(clips, local, cloud, confidence: dict[str, float], args) -> BenefitModel:
     """The benefit model; its default threshold makes the policy's rule (confidence below `args.unsure`,
     benefit at least the threshold) escalate `args.escalate` of the noisy fit utterances, out of fold."""
     features = tuple(args.benefit_features)
     x, y, groups, ids = benefit_table(clips, local, cloud, confidence, features)
-    oof = cross_validate(x, y, groups, lambda a, b: benefit_from(a, b, features, args.benefit_l2),
-                         lambda m, row: m.expected_gain(dict(zip(features, row, strict=True))))
+    rates = cross_validate(x, y, groups, lambda a, b: benefit_from(a, b, features, args.benefit_l2),
+                           lambda m, row: m.rate(dict(zip(features, row, strict=True))))
+    seconds = {c.id: c.duration for c in clips}
+    oof = rates * np.array([seconds[i] for i in ids])  # expected errors removed per window, as the policy ranks
     speech = np.array(["@" in i for i in ids])
     unsure = np.array([confidence[i] < args.unsure for i in ids])
     n_noisy = sum(1 for c in clips if c.kind == "speech" and c.snr_db is not None and c.id in cloud)
@@ -218,20 +235,24 @@ def fit_benefit(clips, local, cloud, confidence: dict[str, float], args) -> Bene
     k = min(int(args.escalate * n_noisy), len(candidates))
     threshold = float(candidates[k - 1]) if k else float("inf")
     chosen = speech & unsure & (oof >= threshold)
+    recovered = gap_recovered(clips, local, cloud, {i for i, c in zip(ids, chosen, strict=True) if c})
     print(f"benefit: {len(y)} clips with words and a cloud transcript; out-of-fold correlation with the errors "
-          f"removed per second {np.corrcoef(oof, y)[0, 1]:.3f}; default threshold {threshold:.3f} escalates "
-          f"{chosen.sum()} of {n_noisy} noisy fit utterances")
+          f"removed per second {np.corrcoef(rates, y)[0, 1]:.3f}; default threshold {threshold:.3f} escalates "
+          f"{chosen.sum()} of {n_noisy} noisy fit utterances, recovering {recovered:.1%} of their local/cloud "
+          "WER gap (out of fold)")
     meta = {
         "target": "word errors per second of audio that the cloud's transcript removes from the local one "
-                  "(Whisper English normalization)",
+                  "(Whisper English normalization); the policy's benefit is this rate times the window's seconds",
         "cloud": args.cloud_cache.name,
         "n": len(y),
-        "cv": {"folds": 5, "correlation": round(float(np.corrcoef(oof, y)[0, 1]), 4)},
+        "cv": {"folds": 5, "rate_correlation": round(float(np.corrcoef(rates, y)[0, 1]), 4)},
         "min_confidence": args.unsure,
         "default_threshold_escalates": round(float(chosen.sum() / max(n_noisy, 1)), 4),
+        "default_threshold_recovers": round(recovered, 4),
     }
     model = benefit_from(x, y, features, args.benefit_l2, meta)
-    return dataclasses.replace(model, default_threshold=round(threshold, 4))
+    # Rounded down, so the utterance that set the threshold still passes it.
+    return dataclasses.replace(model, default_threshold=float(np.floor(threshold * 1e4) / 1e4))
 
 
 def main() -> int:

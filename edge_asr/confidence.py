@@ -87,11 +87,12 @@ def _speech_bands() -> np.ndarray:
 LOCAL_CONFIDENCE = "local_confidence"
 
 
-def benefit_inputs(segments: Sequence[Any], duration_s: float, audio: np.ndarray, confidence: float
+def benefit_inputs(segments: Sequence[Any], duration_s: float, confidence: float, audio: np.ndarray | None = None
                    ) -> dict[str, float]:
-    """Every value a BenefitModel may use for one window: the local decoder's statistics, the audio-quality
-    estimates of the window's audio and the local confidence."""
-    return {**utterance_features(segments, duration_s), **audio_features(audio), LOCAL_CONFIDENCE: confidence}
+    """The values a BenefitModel may use for one window: the local decoder's statistics, the local confidence
+    and, when the window's audio is given, its audio-quality estimates."""
+    audio_values = audio_features(audio) if audio is not None else {}
+    return {**utterance_features(segments, duration_s), **audio_values, LOCAL_CONFIDENCE: confidence}
 
 
 def has_words(text: str) -> bool:
@@ -200,15 +201,23 @@ class ConfidenceModel(LinearModel):
 
 
 class BenefitModel(LinearModel):
-    """The word errors per second of audio that the cloud's transcript is expected to remove from the local
-    one (a linear regression over the local decoder's statistics and the audio-quality estimates).
+    """The word errors that the cloud's transcript is expected to remove from a window's local one: a rate per
+    second (a linear regression over a few of `benefit_inputs`) times the window's seconds.
 
-    The confidence says whether the device is unsure; this says whether asking is worth it: where the audio
-    is so noisy that the bigger model fails as well, or where a wrong transcript has few words to fix, the
-    round trip buys little. Shipped beside the confidence as the "benefit" entry of `confidence.json`."""
+    The confidence says whether the device is unsure; this says how much asking is worth: a short unsure
+    window has few words to fix, a long one many, and where the cloud would fail as well the rate is low.
+    Shipped beside the confidence as the "benefit" entry of `confidence.json`."""
+
+    @property
+    def needs_audio(self) -> bool:
+        """Does it read the audio-quality estimates (then the policy must look at every unsure window's audio)?"""
+        return any(f in AUDIO_FEATURES for f in self.features)
+
+    def rate(self, values: dict[str, float]) -> float:
+        return self.linear(values)
 
     def expected_gain(self, values: dict[str, float]) -> float:
-        return self.linear(values)
+        return self.rate(values) * math.exp(values["log_duration"])
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> BenefitModel | None:

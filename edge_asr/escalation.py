@@ -2,12 +2,12 @@
 
 `EscalationPolicy.route()` wraps a Transcriber's segment generator. Segments decoded in the same 30 s
 window (same `seek`) form one utterance. It goes to the cloud when the device is unsure (confidence below
-`min_confidence`) and asking is worth it (the expected benefit, from the decoder's statistics and the
-audio's estimated SNR, at least `min_benefit`), within the cap on the share of audio sent; the cloud's
-segments then replace the local ones. Whatever goes wrong up there (timeout, refused, 4xx/5xx, a
-malformed answer, breaker open), the local segments stand, marked with the reason. Every segment leaves
-with `source` "local"/"cloud" and `extra["escalation"]` = {status, reason, local_confidence, benefit,
-cloud_confidence, latency_s}.
+`min_confidence`) and asking is worth it (the word errors the cloud is expected to remove, from the
+confidence, the speech rate and the audio's estimated SNR, at least `min_benefit`), within the cap on the
+share of audio sent; the cloud's segments then replace the local ones. Whatever goes wrong up there
+(timeout, refused, 4xx/5xx, a malformed answer, breaker open), the local segments stand, marked with the
+reason. Every segment leaves with `source` "local"/"cloud" and `extra["escalation"]` = {status, reason,
+local_confidence, benefit, cloud_confidence, latency_s}.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class EscalationSection:
     api_key_env: str = "EDGE_ASR_API_KEY"  # name of the environment variable holding the bearer token
     model: str = "whisper-1"  # the `model` form field; our server accepts any name
     min_confidence: float | None = None  # None: the shipped calibration's default threshold
-    # Word errors per second the cloud is expected to remove; None: the shipped default; -.inf: gate off.
+    # Word errors the cloud is expected to remove from the window; None: the shipped default; -.inf: gate off.
     min_benefit: float | None = None
     timeout_s: float = 3.0  # deadline per request, retries included
     max_share: float = 0.25  # at most this share of the audio heard goes up...
@@ -173,8 +173,9 @@ class EscalationPolicy:
         decision = RoutingDecision(start, end, "accepted", confidence, "".join(s.text for s in group).strip())
         clip = None
         if self.min_benefit is not None and confidence < self.min_confidence and has_words(decision.local_text):
-            clip = _clip(audio, start, end)
-            decision.benefit = self.benefit_model.expected_gain(benefit_inputs(group, span_s, clip, confidence))
+            if self.benefit_model.needs_audio:
+                clip = _clip(audio, start, end)
+            decision.benefit = self.benefit_model.expected_gain(benefit_inputs(group, span_s, confidence, clip))
         with self._lock:
             self.stats.seen_s += span_s
             if wants_cloud(decision.local_text, confidence, self.min_confidence, decision.benefit,
@@ -185,7 +186,7 @@ class EscalationPolicy:
                 else:
                     decision.status = "escalated"
                     self.stats.sent_s += span_s
-            elif decision.benefit is not None:  # unsure, but the cloud is not expected to do better
+            elif decision.benefit is not None:  # unsure, but too little to gain from the cloud
                 decision.reason = "low_benefit"
         result = group
         if decision.status == "escalated":
