@@ -185,3 +185,28 @@ def test_benefit_gate_sends_only_the_window_worth_sending(cloud):
     assert decisions[best].status in ("escalated", "rejected")  # it went up; arbitration may keep the local text
     assert (decisions[1 - best].status, decisions[1 - best].reason) == ("accepted", "low_benefit")
     assert policy.stats.sent_s == pytest.approx(duration)
+
+
+def test_a_benefit_model_that_reads_the_audio_gets_the_window_audio(tmp_path):
+    """A refit may use the SNR estimate (fit_confidence.py --benefit-features ... snr_db): the policy then measures
+    the window's own audio, here the second of two windows in a file read block by block."""
+    speech = read_speech("ls-test-other_1688-142285-0000")
+    quiet, loud = noisy(speech, 30), noisy(speech, 0, seed=1)
+    path = tmp_path / "two.flac"
+    sf.write(path, np.concatenate([quiet, loud]), 16000)
+    half = len(speech) / 16000
+    model = BenefitModel(features=("snr_db",), mean=(20.0,), scale=(10.0,), weights=(-1.0,), bias=0.0)
+    assert model.needs_audio
+    decisions = []
+    dead = CloudClient("http://127.0.0.1:9/v1/audio/transcriptions", TOKEN)  # nothing may be sent
+    policy = EscalationPolicy(dead, min_confidence=1.0, min_benefit=math.inf, benefit_model=model,
+                              on_decision=decisions.append)
+    windows = [seg(0, 0.0, half - 0.5), seg(int(half * 100), half, 2 * half - 0.5)]
+    list(policy.route(windows, StreamedAudio(path, 2 * half)))
+    stored = load_audio(path)
+    clips = (stored[: len(speech)], stored[len(speech):])
+    for decision, window, clip in zip(decisions, windows, clips, strict=True):
+        values = benefit_inputs([window], decision.end - decision.start, decision.local_confidence, clip)
+        assert decision.benefit == pytest.approx(model.expected_gain(values), rel=1e-3)
+        assert (decision.status, decision.reason) == ("accepted", "low_benefit")
+    assert decisions[1].benefit > decisions[0].benefit  # the noisier window's rate is higher under this model
