@@ -61,7 +61,8 @@ def audio_features(audio: np.ndarray) -> dict[str, float]:
     The noise floor is the 10th percentile of the per-frame speech-band energy, the speech level its 95th:
     utterances pause often enough that the quietest tenth is mostly noise. The estimate reads high on
     clean speech (a floor of room tone) and falls with the real SNR (correlation 0.82 over speech-dev at
-    0/5/10/20 dB); it tells the device whether the audio is so noisy that a bigger model will fail too.
+    0/5/10/20 dB). A BenefitModel may use it; the shipped one does not (it added nothing beside the
+    confidence on speech-dev, see README), so the policy reads no audio for it.
     """
     from edge_asr.frontend import mel_power
 
@@ -205,8 +206,8 @@ class BenefitModel(LinearModel):
     second (a linear regression over a few of `benefit_inputs`) times the window's seconds.
 
     The confidence says whether the device is unsure; this says how much asking is worth: a short unsure
-    window has few words to fix, a long one many, and where the cloud would fail as well the rate is low.
-    Shipped beside the confidence as the "benefit" entry of `confidence.json`."""
+    window has few words to fix, a long one many. Shipped beside the confidence as the "benefit" entry of
+    `confidence.json`."""
 
     @property
     def needs_audio(self) -> bool:

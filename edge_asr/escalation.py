@@ -2,12 +2,11 @@
 
 `EscalationPolicy.route()` wraps a Transcriber's segment generator. Segments decoded in the same 30 s
 window (same `seek`) form one utterance. It goes to the cloud when the device is unsure (confidence below
-`min_confidence`) and asking is worth it (the word errors the cloud is expected to remove, from the
-confidence, the speech rate and the audio's estimated SNR, at least `min_benefit`), within the cap on the
-share of audio sent; the cloud's segments then replace the local ones. Whatever goes wrong up there
-(timeout, refused, 4xx/5xx, a malformed answer, breaker open), the local segments stand, marked with the
-reason. Every segment leaves with `source` "local"/"cloud" and `extra["escalation"]` = {status, reason,
-local_confidence, benefit, cloud_confidence, latency_s}.
+`min_confidence`) and asking is worth it (the word errors the cloud is expected to remove, a `BenefitModel`
+estimate, at least `min_benefit`), within the cap on the share of audio sent; the cloud's segments then
+replace the local ones. Whatever goes wrong up there (timeout, refused, 4xx/5xx, a malformed answer, breaker
+open), the local segments stand, marked with the reason. Every segment leaves with `source` "local"/"cloud"
+and `extra["escalation"]` = {status, reason, local_confidence, benefit, cloud_confidence, latency_s}.
 """
 
 from __future__ import annotations
@@ -149,8 +148,8 @@ class EscalationPolicy:
             retries=section.retries, breaker=CircuitBreaker(cooldown_s=section.breaker_cooldown_s),
         )
         return cls(client, min_confidence=section.min_confidence, min_benefit=section.min_benefit,
-                   max_share=section.max_share,
-                   burst_s=section.burst_s, language=section.language, arbitrate=section.arbitrate, **kwargs)
+                   max_share=section.max_share, burst_s=section.burst_s, language=section.language,
+                   arbitrate=section.arbitrate, **kwargs)
 
     def route(
         self, segments: Iterable[Segment], audio: np.ndarray | StreamedAudio, language: str | None = None
