@@ -3,11 +3,13 @@
     python benchmarks/bench_escalation.py --cloud-model models/base --out out/escalation
 
 Parts (choose with --parts; everything also lands in OUT/results.json, OUT/summary.md and PNGs):
-  routing    speech-dev x noise at 0/5/10/20 dB SNR: WER local-only, cloud-only and routed; local-accept and
-             escalation rates; share of the local/cloud WER gap recovered; a threshold sweep; latency. The
-             routed transcript of a clip is the local one, or the cloud's transcript of that same clip where
-             the policy escalates it (the cloud answers are computed once and cached); a live pass through
-             the real EscalationPolicy on a sample measures latency end to end and checks agreement.
+  routing    speech-dev x noise at 0/5/10/20 dB SNR, scored on the held-out half of the recordings (the
+             shipped confidence and benefit models are fitted on the other half, escalation_data.split_of):
+             WER local-only, cloud-only and routed; escalation rates; share of the local/cloud WER gap
+             recovered; sweeps of min_benefit and of min_confidence alone; latency. The routed transcript of
+             a clip is the local one, or the cloud's transcript of that same clip where the policy escalates
+             it (the cloud answers are computed once and cached); a live pass through the real
+             EscalationPolicy on a sample measures latency end to end and checks agreement.
   nonspeech  synthesized non-speech clips: share yielding no words, local-only and routed.
   down       the cloud refusing connections, a black hole that never answers, a server answering 500: every
              utterance keeps its local transcript; cost of the first failure and of the later ones.
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +40,9 @@ import escalation_data as data  # noqa: E402
 
 from edge_asr.cloud import CloudClient, CloudError  # noqa: E402
 from edge_asr.confidence import (  # noqa: E402
+    BenefitModel,
     ConfidenceModel,
+    benefit_inputs,
     expected_calibration_error,
     has_words,
     reliability_table,
@@ -201,7 +206,38 @@ def corpus_wer(pairs: list[tuple[str, str]]) -> float:
     return errors / max(words, 1)
 
 
-def replay(clips, local, cloud, local_conf, cloud_conf, threshold, max_share=1.0, burst_s=0.0):
+@dataclass
+class Scores:
+    """What the policy computes per clip: local and cloud confidence, and the benefit (None: no words)."""
+
+    local: dict[str, float]
+    cloud: dict[str, float]
+    benefit: dict[str, float | None]
+
+
+@dataclass
+class Rule:
+    """The policy's thresholds (min_benefit None: the confidence alone decides, as before the benefit model)."""
+
+    min_confidence: float
+    min_benefit: float | None
+
+
+def score_clips(clips, local, cloud, model: ConfidenceModel, benefit: BenefitModel | None) -> Scores:
+    """Local and cloud confidence (the cloud's from its verbose_json segments) and the benefit per clip."""
+    local_conf, cloud_conf, gains = {}, {}, {}
+    for c in clips:
+        segments = local[c.id]["segments"]
+        local_conf[c.id] = model.score(segments, c.duration) if segments else 1.0
+        if c.id in cloud:
+            cloud_conf[c.id] = model.score(cloud[c.id]["segments"] or [{"text": cloud[c.id]["text"]}], c.duration)
+        with_words = benefit is not None and has_words(local_text(local[c.id]))
+        gains[c.id] = benefit.expected_gain(benefit_inputs(segments, c.duration, local_conf[c.id], c.audio)
+                                            ) if with_words else None
+    return Scores(local_conf, cloud_conf, gains)
+
+
+def replay(clips, local, cloud, scores: Scores, rule: Rule, max_share=1.0, burst_s=0.0):
     """EscalationPolicy's decisions on cached transcripts, in clip order: which clips go up (wants_cloud and
     the share budget), and the routed text (the cloud's where takes_cloud says so)."""
     seen = sent = 0.0
@@ -210,114 +246,140 @@ def replay(clips, local, cloud, local_conf, cloud_conf, threshold, max_share=1.0
         seen += clip.duration
         text = local_text(local[clip.id])
         budget = max_share * seen + burst_s
-        if wants_cloud(text, local_conf[clip.id], threshold) and sent + clip.duration <= budget:
+        wanted = wants_cloud(text, scores.local[clip.id], rule.min_confidence, scores.benefit[clip.id],
+                             rule.min_benefit)
+        if wanted and sent + clip.duration <= budget:
             sent += clip.duration
             escalated.add(clip.id)
-            if takes_cloud(local_conf[clip.id], cloud[clip.id]["text"], cloud_conf[clip.id]):
+            if takes_cloud(scores.local[clip.id], cloud[clip.id]["text"], scores.cloud[clip.id]):
                 text = cloud[clip.id]["text"]
         routed[clip.id] = text
     return escalated, routed, sent / max(seen, 1e-9)
 
 
-def confidences(clips, local, cloud, model):
-    """Local and cloud confidence per clip (the cloud's from its verbose_json segments)."""
-    local_conf = {c.id: model.score(local[c.id]["segments"], c.duration) if local[c.id]["segments"] else 1.0
-                  for c in clips}
-    cloud_conf = {c.id: model.score(cloud[c.id]["segments"] or [{"text": cloud[c.id]["text"]}], c.duration)
-                  for c in clips if c.id in cloud}
-    return local_conf, cloud_conf
-
-
-def routing_part(clips, local, cloud, model: ConfidenceModel, args, results, cloud_server):
-    speech = [c for c in clips if c.kind == "speech"]
-    conf, cloud_conf = confidences(clips, local, cloud, model)
-    local_wer = corpus_wer([(c.reference, local_text(local[c.id])) for c in speech])
-    cloud_wer = corpus_wer([(c.reference, cloud[c.id]["text"]) for c in speech])
+def summarize(clips, local, cloud, scores: Scores, rule: Rule, max_share=1.0, burst_s=0.0) -> dict:
+    """Routed WER, escalation shares and the share of the local/cloud gap recovered, on `clips`."""
+    local_wer = corpus_wer([(c.reference, local_text(local[c.id])) for c in clips])
+    cloud_wer = corpus_wer([(c.reference, cloud[c.id]["text"]) for c in clips])
+    escalated, routed, share = replay(clips, local, cloud, scores, rule, max_share, burst_s)
+    wer = corpus_wer([(c.reference, routed[c.id]) for c in clips])
     gap = local_wer - cloud_wer
+    return {
+        "min_confidence": rule.min_confidence,
+        "min_benefit": rule.min_benefit,
+        "local_wer": local_wer,
+        "cloud_wer": cloud_wer,
+        "escalated": len(escalated) / len(clips),
+        "audio_share": share,
+        "routed_wer": wer,
+        "gap_recovered": (local_wer - wer) / gap if gap > 0 else float("nan"),
+    }
 
-    def summarize(threshold, max_share=1.0, burst_s=0.0):
-        escalated, routed, share = replay(speech, local, cloud, conf, cloud_conf, threshold, max_share, burst_s)
-        wer = corpus_wer([(c.reference, routed[c.id]) for c in speech])
-        return {
-            "threshold": threshold,
-            "escalated": len(escalated) / len(speech),
-            "audio_share": share,
-            "routed_wer": wer,
-            "gap_recovered": (local_wer - wer) / gap if gap > 0 else float("nan"),
-        }
 
-    sweep = [summarize(t) for t in (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)]
-    default = summarize(model.default_threshold, args.max_share, args.burst_s)
-    # Oracle: escalate the 25 % of utterances where the cloud fixes most errors (a ceiling for any score).
-    per_clip_gain = sorted(
-        (
-            (
-                data.word_errors(c.reference, local_text(local[c.id]))[0]
-                - data.word_errors(c.reference, cloud[c.id]["text"])[0]
-            )
-            for c in speech
-        ),
-        reverse=True,
-    )
-    n25 = int(0.25 * len(speech))
-    oracle25 = sum(per_clip_gain[:n25]) / max(sum(e for e in per_clip_gain if e > 0), 1)
-    by_snr = {}
-    for snr in args.snrs:
-        subset = [c for c in speech if c.snr_db == snr]
-        esc, routed, _ = replay(subset, local, cloud, conf, cloud_conf, model.default_threshold)
-        by_snr[f"{snr:g}"] = {
-            "local_wer": corpus_wer([(c.reference, local_text(local[c.id])) for c in subset]),
-            "cloud_wer": corpus_wer([(c.reference, cloud[c.id]["text"]) for c in subset]),
-            "routed_wer": corpus_wer([(c.reference, routed[c.id]) for c in subset]),
-            "escalated": len(esc) / len(subset),
-        }
-    # Reliability of the shipped calibration on this data (label as in fit_confidence.py).
+def recovery_interval(clips, local, cloud, scores: Scores, rule: Rule, resamples: int = 2000) -> dict:
+    """90 % bootstrap intervals of the gap recovered and the share escalated (no share cap), resampling whole
+    recordings (all noisy copies together): how much of a difference between rules the sample can tell."""
+    escalated, routed, _ = replay(clips, local, cloud, scores, rule)
+    by_recording: dict[str, np.ndarray] = {}
+    for c in clips:  # per recording: local, cloud and routed errors, reference words, utterances, escalated
+        row = [data.word_errors(c.reference, local_text(local[c.id]))[0],
+               data.word_errors(c.reference, cloud[c.id]["text"])[0],
+               data.word_errors(c.reference, routed[c.id])[0], 0, 1, c.id in escalated]
+        key = c.id.split("@")[0]
+        by_recording[key] = by_recording.get(key, np.zeros(6)) + np.array(row, dtype=float)
+    table = np.array(list(by_recording.values()))
+    rng = np.random.default_rng(0)
+    recovered, shares = [], []
+    for _ in range(resamples):
+        errs = table[rng.integers(0, len(table), len(table))].sum(axis=0)
+        if errs[0] > errs[1]:
+            recovered.append((errs[0] - errs[2]) / (errs[0] - errs[1]))
+            shares.append(errs[5] / errs[4])
+    return {"gap_recovered_90": [float(v) for v in np.percentile(recovered, [5, 95])],
+            "escalated_90": [float(v) for v in np.percentile(shares, [5, 95])]}
+
+
+def oracle_recovery(clips, local, cloud, share: float = 0.25) -> float:
+    """Share of the gap recovered by escalating the `share` of utterances where the cloud removes most errors:
+    a ceiling for any score."""
+    gains = sorted((data.word_errors(c.reference, local_text(local[c.id]))[0]
+                    - data.word_errors(c.reference, cloud[c.id]["text"])[0] for c in clips), reverse=True)
+    gap = sum(gains)
+    return sum(gains[: int(share * len(clips))]) / gap if gap > 0 else float("nan")
+
+
+def routing_part(clips, local, cloud, model: ConfidenceModel, benefit: BenefitModel | None, args, results,
+                 cloud_server):
+    speech = [c for c in clips if c.kind == "speech"]
+    heldout = [c for c in speech if data.split_of(c.id) == "heldout"]
+    scores = score_clips(speech, local, cloud, model, benefit)
+    rule = Rule(model.default_threshold, benefit.default_threshold if benefit else None)
+
+    def run(subset, r, capped=False):
+        cap = (args.max_share, args.burst_s) if capped else (1.0, 0.0)
+        return summarize(subset, local, cloud, scores, r, *cap)
+
+    default = run(heldout, rule, capped=True)
+    every = run(speech, rule, capped=True)  # fit half included: in-sample for it, for reference only
+    by_snr = {f"{snr:g}": run([c for c in heldout if c.snr_db == snr], rule) for snr in args.snrs}
+    gains = sorted(g for c in heldout if (g := scores.benefit[c.id]) is not None)
+    benefit_sweep = [run(heldout, Rule(rule.min_confidence, float(t)))
+                     for t in np.quantile(gains, np.linspace(0.05, 0.95, 13))] if benefit else []
+    confidence_sweep = [run(heldout, Rule(t, None)) for t in (0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2,
+                                                               0.3, 0.4, 0.5, 0.7, 0.9)]
+    # Reliability of the shipped calibration on the held-out utterances (label as in fit_confidence.py).
     max_wer = (model.meta or {}).get("label_max_wer", 0.1)
-    labelled = [c for c in clips if has_words(local_text(local[c.id]))]
+    labelled = [c for c in heldout if has_words(local_text(local[c.id]))]
     right = []
     for c in labelled:
         e, n = data.word_errors(c.reference, local_text(local[c.id]))
-        right.append(e == 0 if c.kind == "nonspeech" else e / n <= max_wer)
-    confs = [conf[c.id] for c in labelled]
+        right.append(e / n <= max_wer)
+    confs = [scores.local[c.id] for c in labelled]
     results["routing"] = {
         "utterances": len(speech),
-        "local_wer": local_wer,
-        "cloud_wer": cloud_wer,
+        "heldout_utterances": len(heldout),
         "default": default,
-        "oracle_gap_recovered_at_25pct": oracle25,
+        "default_uncapped": {**run(heldout, rule), **recovery_interval(heldout, local, cloud, scores, rule)},
+        "all_recordings": every,
+        "oracle_gap_recovered_at_25pct": oracle_recovery(heldout, local, cloud),
         "by_snr": by_snr,
-        "sweep": sweep,
+        "benefit_sweep": benefit_sweep,
+        "confidence_sweep": confidence_sweep,
         "local_latency_s_p50": statistics.median(local[c.id]["elapsed_s"] for c in speech),
         "cloud_latency_s_p50": statistics.median(cloud[c.id]["latency_s"] for c in speech),
         "reliability": reliability_table(confs, right),
         "ece": expected_calibration_error(confs, right),
     }
     results["routing"]["live"] = live_routing(speech, local, cloud, model, args, cloud_server)
-    print(f"\nrouting on {len(speech)} noisy utterances ({'/'.join(f'{s:g}' for s in args.snrs)} dB SNR)")
-    print(f"  local-only WER {local_wer:.3f}   cloud-only WER {cloud_wer:.3f}   gap {gap:.3f}")
-    print(
-        f"  default policy (threshold {model.default_threshold:.2f}, max_share {args.max_share}, "
-        f"burst {args.burst_s:g} s): escalated {default['escalated']:.1%} of utterances "
-        f"({default['audio_share']:.1%} of audio), local-accept {1 - default['escalated']:.1%}, "
-        f"routed WER {default['routed_wer']:.3f}, gap recovered {default['gap_recovered']:.1%}"
-    )
-    print(f"  oracle at 25 % of utterances would recover {oracle25:.1%}")
-    print(
-        "  by SNR:  "
-        + "  ".join(
-            f"{k} dB: local {v['local_wer']:.3f} cloud {v['cloud_wer']:.3f} routed "
-            f"{v['routed_wer']:.3f} esc {v['escalated']:.0%}"
-            for k, v in by_snr.items()
-        )
-    )
-    print("  sweep: threshold  escalated  routed WER  gap recovered")
-    for row in sweep:
-        print(
-            f"        {row['threshold']:.2f}       {row['escalated']:6.1%}     {row['routed_wer']:.3f}"
-            f"      {row['gap_recovered']:6.1%}"
-        )
-    print(f"  calibration on this data: ECE {results['routing']['ece']:.3f} over {len(confs)} utterances")
-    live = results["routing"]["live"]
+    print_routing(results["routing"], args)
+
+
+def print_routing(r: dict, args) -> None:
+    d = r["default"]
+    print(f"\nrouting on {r['heldout_utterances']} held-out noisy utterances (of {r['utterances']}; "
+          f"{'/'.join(f'{s:g}' for s in args.snrs)} dB SNR)")
+    print(f"  local-only WER {d['local_wer']:.3f}   cloud-only WER {d['cloud_wer']:.3f}")
+    for name, row in (("default policy", d), ("all recordings (fit half in-sample)", r["all_recordings"])):
+        print(f"  {name} (min_confidence {row['min_confidence']:.2f}, min_benefit {row['min_benefit']}, "
+              f"max_share {args.max_share}, burst {args.burst_s:g} s): escalated {row['escalated']:.1%} of "
+              f"utterances ({row['audio_share']:.1%} of audio), routed WER {row['routed_wer']:.3f}, "
+              f"gap recovered {row['gap_recovered']:.1%}")
+    u = r["default_uncapped"]
+    print(f"  default rule without the share cap: escalated {u['escalated']:.1%} (90 % interval over recordings "
+          f"{u['escalated_90'][0]:.1%}-{u['escalated_90'][1]:.1%}), gap recovered {u['gap_recovered']:.1%} "
+          f"({u['gap_recovered_90'][0]:.1%}-{u['gap_recovered_90'][1]:.1%})")
+    print(f"  oracle at 25 % of utterances would recover {r['oracle_gap_recovered_at_25pct']:.1%}")
+    print("  by SNR (no share cap): " + "  ".join(
+        f"{k} dB: local {v['local_wer']:.3f} cloud {v['cloud_wer']:.3f} routed {v['routed_wer']:.3f} "
+        f"esc {v['escalated']:.0%} rec {v['gap_recovered']:.0%}" for k, v in r["by_snr"].items()))
+    for name, sweep, key in (("benefit sweep at the default min_confidence", r["benefit_sweep"], "min_benefit"),
+                             ("confidence alone (no benefit gate)", r["confidence_sweep"], "min_confidence")):
+        print(f"  {name}: {key}  escalated  audio  routed WER  gap recovered")
+        for row in sweep:
+            print(f"        {row[key]:7.3f}   {row['escalated']:6.1%}  {row['audio_share']:6.1%}   "
+                  f"{row['routed_wer']:.3f}      {row['gap_recovered']:6.1%}")
+    print(f"  calibration on the held-out utterances: ECE {r['ece']:.3f}")
+    live = r["live"]
     print(
         f"  live pass ({live['utterances']} utterances through EscalationPolicy): p50 latency local "
         f"{live['local_p50_s']:.2f} s, routed {live['routed_p50_s']:.2f} s; escalated utterances p50 "
@@ -356,10 +418,11 @@ def live_routing(speech, local, cloud, model, args, cloud_server) -> dict:
     }
 
 
-def nonspeech_part(clips, local, cloud, model: ConfidenceModel, args, results):
+def nonspeech_part(clips, local, cloud, model: ConfidenceModel, benefit: BenefitModel | None, args, results):
     nonspeech = [c for c in clips if c.kind == "nonspeech"]
-    conf, cloud_conf = confidences(nonspeech, local, cloud, model)
-    escalated, routed, _ = replay(nonspeech, local, cloud, conf, cloud_conf, model.default_threshold)
+    scores = score_clips(nonspeech, local, cloud, model, benefit)
+    rule = Rule(model.default_threshold, benefit.default_threshold if benefit else None)
+    escalated, routed, _ = replay(nonspeech, local, cloud, scores, rule)
     silent_local = [not data.normalize(local_text(local[c.id])) for c in nonspeech]
     silent_routed = [not data.normalize(routed[c.id]) for c in nonspeech]
     silent_cloud = [not data.normalize(cloud[c.id]["text"]) for c in nonspeech]
@@ -432,7 +495,8 @@ def down_part(clips, local, args, results):
     for name, target in (("refused", None), ("black hole", _BlackHole()), ("http 500", _Answers500())):
         endpoint = target.endpoint if target else f"http://127.0.0.1:{free_port()}/v1/audio/transcriptions"
         policy = EscalationPolicy(
-            CloudClient(endpoint, TOKEN, timeout_s=args.timeout), min_confidence=1.0, max_share=1.0
+            CloudClient(endpoint, TOKEN, timeout_s=args.timeout), min_confidence=1.0,
+            min_benefit=-float("inf"), max_share=1.0,
         )
         costs, kept, reasons = [], 0, []
         for clip in speech:
@@ -561,14 +625,15 @@ def plots(results, out: Path) -> None:
         title=f"Reliability (ECE {r['ece']:.3f})",
     )
     ax[0].legend(loc="upper left", fontsize=8)
-    sweep = r["sweep"]
-    ax[1].plot([s["escalated"] for s in sweep], [s["routed_wer"] for s in sweep], "o-", label="routed, by threshold")
-    ax[1].axhline(r["local_wer"], color="C1", ls="--", label=f"local only ({results['local_model']})")
-    ax[1].axhline(r["cloud_wer"], color="C2", ls="--", label=f"cloud only ({results['cloud_model']})")
+    for name, sweep in (("by min_benefit", r["benefit_sweep"]), ("by min_confidence alone", r["confidence_sweep"])):
+        if sweep:
+            ax[1].plot([s["escalated"] for s in sweep], [s["routed_wer"] for s in sweep], "o-", label=name)
+    ax[1].axhline(r["default"]["local_wer"], color="C1", ls="--", label=f"local only ({results['local_model']})")
+    ax[1].axhline(r["default"]["cloud_wer"], color="C2", ls="--", label=f"cloud only ({results['cloud_model']})")
     ax[1].axvline(0.25, color="gray", ls=":")
     ax[1].plot([r["default"]["escalated"]], [r["default"]["routed_wer"]], "r*", ms=12, label="default policy")
     ax[1].set(xlabel="share of utterances escalated", ylabel="WER", xlim=(0, 1),
-              title="Routing on speech-dev + noise (0/5/10/20 dB)")
+              title="Routing, held-out speech-dev + noise (0/5/10/20 dB)")
     ax[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "escalation.png", dpi=120)
@@ -614,12 +679,14 @@ def main() -> int:
         checks["local"] = seed_cache(args.reuse / "local.jsonl", args.out / "local.jsonl", ids, args.reuse_check)
     local = data.run_local(clips, args.local_model, args.out / "local.jsonl")
     model = ConfidenceModel.load()
+    benefit = BenefitModel.load()
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "local_model": next(iter(local.values()))["model"],
         "cloud_model": args.cloud_model,
         "cloud_beam": args.cloud_beam,
         "calibration": (model.meta or {}).get("fitted"),
+        "benefit_model": benefit is not None,
     }
     cloud_server = None
     try:
@@ -639,9 +706,9 @@ def main() -> int:
                 }
                 print(f"reuse check (recomputed reusable transcripts, same text): {results['reuse']}")
             if "routing" in parts:
-                routing_part(clips, local, cloud, model, args, results, cloud_server)
+                routing_part(clips, local, cloud, model, benefit, args, results, cloud_server)
             if "nonspeech" in parts:
-                nonspeech_part(clips, local, cloud, model, args, results)
+                nonspeech_part(clips, local, cloud, model, benefit, args, results)
         if "down" in parts:
             down_part(clips, local, args, results)
         if "load" in parts:

@@ -50,6 +50,12 @@ def _seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4], "little")
 
 
+def split_of(clip_id: str) -> str:
+    """"fit" or "heldout" for a clip: half the recordings each, by a hash of the recording's id, so all noisy
+    copies of a recording fall on the same side and held-out numbers come from recordings the fit never saw."""
+    return "fit" if _seed("split", clip_id.split("@")[0]) % 2 == 0 else "heldout"
+
+
 def read_manifest(manifest: Path = SPEECH_DEV / "manifest.tsv") -> list[dict]:
     with open(manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f, delimiter="\t"))

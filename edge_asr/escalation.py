@@ -1,11 +1,12 @@
 """Confidence-gated escalation: unsure local transcripts are re-done by a cloud model.
 
 `EscalationPolicy.route()` wraps a Transcriber's segment generator. Segments decoded in the same 30 s
-window (same `seek`) form one utterance; its confidence decides. Below the threshold, and within the cap
-on the share of audio sent, that window's audio goes to the cloud and the cloud's segments replace the
-local ones. Whatever goes wrong up there (timeout, refused, 4xx/5xx, a malformed answer, breaker open),
-the local segments stand, marked with the reason. Every segment leaves with `source` "local"/"cloud" and
-`extra["escalation"]` = {status, reason, local_confidence, cloud_confidence, latency_s}.
+window (same `seek`) form one utterance. It goes to the cloud when the device is unsure (confidence below
+`min_confidence`) and asking is worth it (the word errors the cloud is expected to remove, a `BenefitModel`
+estimate, at least `min_benefit`), within the cap on the share of audio sent; the cloud's segments then
+replace the local ones. Whatever goes wrong up there (timeout, refused, 4xx/5xx, a malformed answer, breaker
+open), the local segments stand, marked with the reason. Every segment leaves with `source` "local"/"cloud"
+and `extra["escalation"]` = {status, reason, local_confidence, benefit, cloud_confidence, latency_s}.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # kept out of the import path: the config imports this module
     import numpy as np
 
     from edge_asr.cloud import CloudClient, CloudTranscript
-    from edge_asr.confidence import ConfidenceModel
+    from edge_asr.confidence import BenefitModel, ConfidenceModel
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class EscalationSection:
     api_key_env: str = "EDGE_ASR_API_KEY"  # name of the environment variable holding the bearer token
     model: str = "whisper-1"  # the `model` form field; our server accepts any name
     min_confidence: float | None = None  # None: the shipped calibration's default threshold
+    # Word errors the cloud is expected to remove from the window; None: the shipped default; -.inf: gate off.
+    min_benefit: float | None = None
     timeout_s: float = 3.0  # deadline per request, retries included
     max_share: float = 0.25  # at most this share of the audio heard goes up...
     burst_s: float = 30.0  # ...plus this many seconds, so a first unsure utterance can go too
@@ -77,6 +80,7 @@ class RoutingDecision:
     local_confidence: float
     local_text: str
     reason: str | None = None
+    benefit: float | None = None  # computed only for unsure windows with words
     cloud_confidence: float | None = None
     cloud_text: str | None = None
     latency_s: float | None = None
@@ -96,20 +100,27 @@ class EscalationPolicy:
         client: CloudClient,
         *,
         min_confidence: float | None = None,
+        min_benefit: float | None = None,
         max_share: float = 0.25,
         burst_s: float = 30.0,
         language: str | None = None,
         arbitrate: bool = True,
         confidence_model: ConfidenceModel | None = None,
+        benefit_model: BenefitModel | None = None,
         on_decision: Callable[[RoutingDecision], None] | None = None,
     ):
-        from edge_asr.confidence import ConfidenceModel
+        from edge_asr.confidence import BenefitModel, ConfidenceModel
 
         self.client = client
         self.confidence_model = confidence_model or ConfidenceModel.load()
         self.min_confidence = (
             self.confidence_model.default_threshold if min_confidence is None else min_confidence
         )
+        self.benefit_model = benefit_model or BenefitModel.load()
+        if self.benefit_model is None:  # coefficients without a benefit model: the confidence alone decides
+            self.min_benefit = None
+        else:
+            self.min_benefit = self.benefit_model.default_threshold if min_benefit is None else min_benefit
         self.max_share = max_share
         self.burst_s = burst_s
         self.language = language
@@ -136,8 +147,9 @@ class EscalationPolicy:
             section.endpoint, api_key, model=section.model, timeout_s=section.timeout_s,
             retries=section.retries, breaker=CircuitBreaker(cooldown_s=section.breaker_cooldown_s),
         )
-        return cls(client, min_confidence=section.min_confidence, max_share=section.max_share,
-                   burst_s=section.burst_s, language=section.language, arbitrate=section.arbitrate, **kwargs)
+        return cls(client, min_confidence=section.min_confidence, min_benefit=section.min_benefit,
+                   max_share=section.max_share, burst_s=section.burst_s, language=section.language,
+                   arbitrate=section.arbitrate, **kwargs)
 
     def route(
         self, segments: Iterable[Segment], audio: np.ndarray | StreamedAudio, language: str | None = None
@@ -151,23 +163,34 @@ class EscalationPolicy:
                 next_id += 1
                 yield seg
 
-    def _route_window(self, group: list[Segment], audio: np.ndarray, start: float, end: float,
+    def _route_window(self, group: list[Segment], audio: np.ndarray | StreamedAudio, start: float, end: float,
                       language: str | None) -> list[Segment]:
+        from edge_asr.confidence import benefit_inputs, has_words
+
         span_s = max(end - start, 0.0)
         confidence = self.confidence_model.score(group, span_s)
         decision = RoutingDecision(start, end, "accepted", confidence, "".join(s.text for s in group).strip())
+        clip = None
+        if self.min_benefit is not None and confidence < self.min_confidence and has_words(decision.local_text):
+            if self.benefit_model.needs_audio:
+                clip = _clip(audio, start, end)
+            decision.benefit = self.benefit_model.expected_gain(benefit_inputs(group, span_s, confidence, clip))
         with self._lock:
             self.stats.seen_s += span_s
-            if wants_cloud(decision.local_text, confidence, self.min_confidence):
+            if wants_cloud(decision.local_text, confidence, self.min_confidence, decision.benefit,
+                           self.min_benefit):
                 budget = self.max_share * self.stats.seen_s + self.burst_s
                 if self.stats.sent_s + span_s > budget:
                     decision.status, decision.reason = "skipped", "share_cap"
                 else:
                     decision.status = "escalated"
                     self.stats.sent_s += span_s
+            elif decision.benefit is not None:  # unsure, but too little to gain from the cloud
+                decision.reason = "low_benefit"
         result = group
         if decision.status == "escalated":
-            result = self._escalate(group, audio, start, end, language, decision)
+            clip = _clip(audio, start, end) if clip is None else clip
+            result = self._escalate(group, clip, start, end, language, decision)
         with self._lock:
             self.stats.counts[decision.status] += 1
         if result is group:
@@ -178,13 +201,9 @@ class EscalationPolicy:
             self.on_decision(decision)
         return result
 
-    def _escalate(self, group, audio, start, end, language, decision: RoutingDecision) -> list[Segment]:
+    def _escalate(self, group, clip, start, end, language, decision: RoutingDecision) -> list[Segment]:
         from edge_asr.cloud import CloudError
 
-        if isinstance(audio, StreamedAudio):
-            clip = audio.clip(start, end)
-        else:
-            clip = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
         want_words = any(s.words is not None for s in group)
         try:
             cloud = self.client.transcribe(clip, language=self.language or language,
@@ -214,14 +233,23 @@ class EscalationPolicy:
         return segments
 
 
-def wants_cloud(local_text: str, local_confidence: float, min_confidence: float) -> bool:
-    """Is this window worth a round trip (budget aside)?
+def wants_cloud(local_text: str, local_confidence: float, min_confidence: float,
+                benefit: float | None = None, min_benefit: float | None = None) -> bool:
+    """Is this window worth a round trip (budget aside)? The device must be unsure of it and, where a benefit
+    gate is on (`min_benefit` set), the cloud must be expected to remove enough errors from it.
 
     A window without a word (Whisper's " ." where nobody spoke) has nothing to correct, and its audio is
     audio where nobody spoke: it never goes up."""
     from edge_asr.confidence import has_words
 
-    return local_confidence < min_confidence and has_words(local_text)
+    worth_it = min_benefit is None or (benefit is not None and benefit >= min_benefit)
+    return local_confidence < min_confidence and has_words(local_text) and worth_it
+
+
+def _clip(audio: np.ndarray | StreamedAudio, start: float, end: float) -> np.ndarray:
+    if isinstance(audio, StreamedAudio):
+        return audio.clip(start, end)
+    return audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
 
 
 def takes_cloud(local_confidence: float, cloud_text: str, cloud_confidence: float) -> bool:
@@ -238,6 +266,7 @@ def _mark(decision: RoutingDecision) -> dict:
         "status": decision.status,
         "reason": decision.reason,
         "local_confidence": _round(decision.local_confidence),
+        "benefit": _round(decision.benefit),
         "cloud_confidence": _round(decision.cloud_confidence),
         "latency_s": _round(decision.latency_s),
     }

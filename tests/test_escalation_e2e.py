@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -63,7 +64,7 @@ def test_escalated_transcript_comes_back_from_the_server(long_case, cloud):
     client = CloudClient(cloud.endpoint, TOKEN, timeout_s=60)
     # Forced: every window goes up and the cloud's answer is taken (the same model on both sides here, so
     # arbitration by confidence would be a coin toss).
-    policy = EscalationPolicy(client, min_confidence=1.0, max_share=1.0, arbitrate=False,
+    policy = EscalationPolicy(client, min_confidence=1.0, min_benefit=-math.inf, max_share=1.0, arbitrate=False,
                               on_decision=decisions.append)
     segments = route(policy, local_segments, audio)
     assert [d.status for d in decisions] == ["escalated", "escalated"]
@@ -90,7 +91,8 @@ def test_confident_clean_speech_stays_local(local, cloud):
 def test_wrong_token_gives_401_and_the_local_transcript_stands(local, cloud):
     audio = read_speech(SHORT)
     local_only = transcribe(local, audio)
-    policy = EscalationPolicy(CloudClient(cloud.endpoint, "wrong-token"), min_confidence=1.0)
+    policy = EscalationPolicy(CloudClient(cloud.endpoint, "wrong-token"), min_confidence=1.0,
+                              min_benefit=-math.inf)
     routed = route(policy, local_only, audio)
     assert [s.text for s in routed] == [s.text for s in local_only]
     assert {s.source for s in routed} == {"local"}
@@ -101,7 +103,7 @@ def test_wrong_token_gives_401_and_the_local_transcript_stands(local, cloud):
 def test_cli_transcribe_escalates_per_config(tmp_path, cloud):
     config = tmp_path / "edge.yaml"
     config.write_text(f"escalation:\n  endpoint: {cloud.endpoint}\n  api_key_env: TEST_CLOUD_KEY\n"
-                      "  min_confidence: 1.0\n  arbitrate: false\n  timeout_s: 60\n")
+                      "  min_confidence: 1.0\n  min_benefit: -.inf\n  arbitrate: false\n  timeout_s: 60\n")
     wav = DATA / "speech-dev" / f"{SHORT}.wav"
     code = WRITE_HOOK + "import sys; from edge_asr.cli import main; sys.exit(main(sys.argv[1:]))"
     run = subprocess.run([sys.executable, "-c", code, "transcribe", str(wav), "--config", str(config),
@@ -165,7 +167,7 @@ def test_server_killed_mid_request_leaves_the_local_transcript(long_case, model_
         killer = threading.Thread(target=kill_when_busy, daemon=True)
         killer.start()
         policy = EscalationPolicy(CloudClient(server.endpoint, TOKEN, timeout_s=60), min_confidence=1.0,
-                                  max_share=1.0)
+                                  min_benefit=-math.inf, max_share=1.0)
         routed = route(policy, local_only, audio)
         killer.join(5)
         assert killed.is_set()

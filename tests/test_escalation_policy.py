@@ -1,6 +1,9 @@
-"""Routing rules (windows, share cap, config), confidence features and the streamed clip reader."""
+"""Routing rules (windows, share cap, benefit gate, config), confidence and audio features and the streamed
+clip reader."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -10,8 +13,13 @@ from escalation_helpers import TOKEN, read_speech, start_standin
 from edge_asr.audio import load_audio
 from edge_asr.cloud import CloudClient
 from edge_asr.confidence import (
+    AUDIO_FEATURES,
     FEATURES,
+    LOCAL_CONFIDENCE,
+    BenefitModel,
     ConfidenceModel,
+    audio_features,
+    benefit_inputs,
     expected_calibration_error,
     reliability_table,
     utterance_features,
@@ -46,8 +54,8 @@ def test_share_cap_limits_the_audio_sent(tmp_path):
     try:
         audio = np.zeros(16000 * 50, np.float32)
         decisions = []
-        policy = EscalationPolicy(CloudClient(server.endpoint, TOKEN), min_confidence=0.99, max_share=0.25,
-                                  burst_s=0.0, on_decision=decisions.append)
+        policy = EscalationPolicy(CloudClient(server.endpoint, TOKEN), min_confidence=0.99, min_benefit=-math.inf,
+                                  max_share=0.25, burst_s=0.0, on_decision=decisions.append)
         for k in range(10):  # ten unsure 5 s utterances, one call each, as dictation would make them
             list(policy.route([seg(0, 0.0, 5.0, logprob=-3.0)], audio[k * 80000: (k + 1) * 80000]))
         statuses = [d.status for d in decisions]
@@ -116,9 +124,89 @@ def test_routing_rules():
     assert takes_cloud(0.01, " turn the lights off", 0.3)
     assert not takes_cloud(0.3, " and I know and I know and I know", 0.0)  # a less sure cloud loses
     assert takes_cloud(0.3, "", 0.0)  # the cloud heard nobody: the device's words were a hallucination
+    # With a benefit gate, an unsure window goes only if the cloud is expected to remove enough errors.
+    assert wants_cloud(" turn the lights off", 0.01, 0.05, benefit=0.4, min_benefit=0.2)
+    assert not wants_cloud(" turn the lights off", 0.01, 0.05, benefit=0.1, min_benefit=0.2)
+    assert not wants_cloud(" turn the lights off", 0.5, 0.05, benefit=9.0, min_benefit=0.2)  # sure: stays
 
 
 def test_a_repetition_loop_has_no_confidence():
     loop = seg(0, 0.0, 5.0, text=" and cry to the unit" * 12, logprob=-0.05)
     loop.compression_ratio = 10.4
     assert ConfidenceModel.load().score([loop], 5.0) == 0.0
+
+
+def noisy(speech: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(len(speech)).astype(np.float32)
+    return speech + noise * np.sqrt(speech.var() / 10 ** (snr_db / 10))
+
+
+def test_audio_quality_estimate_falls_with_the_snr():
+    speech = read_speech("ls-test-other_1688-142285-0000")
+    estimates = [audio_features(noisy(speech, snr)) for snr in (30, 10, 0)]
+    snrs = [e["snr_db"] for e in estimates]
+    assert snrs[0] > snrs[1] + 5 > snrs[2] + 10  # about 10 dB per 10 dB of real SNR on this recording
+    assert estimates[0]["speech_fraction"] > estimates[2]["speech_fraction"]
+    assert audio_features(speech)["snr_db"] > snrs[0]
+    assert audio_features(np.zeros(100, np.float32)) == {"snr_db": 0.0, "speech_fraction": 0.0}
+    assert set(audio_features(speech)) == set(AUDIO_FEATURES)
+
+
+def test_shipped_benefit_model_prefers_doubtful_transcripts_of_usable_audio():
+    benefit = BenefitModel.load()
+    assert benefit is not None and set(benefit.features) <= {*FEATURES, *AUDIO_FEATURES, LOCAL_CONFIDENCE}
+    speech = noisy(read_speech("ls-test-other_1688-142285-0000"), 10)
+    window = [seg(0, 0.0, len(speech) / 16000, text=" he hoped there would be stew for dinner")]
+    unsure = benefit.expected_gain(benefit_inputs(window, len(speech) / 16000, 0.05, speech))
+    sure = benefit.expected_gain(benefit_inputs(window, len(speech) / 16000, 0.95, speech))
+    assert unsure > sure
+    with pytest.raises(ValueError, match="unknown features"):
+        BenefitModel.from_dict({**benefit.to_dict(), "features": ["snr_db", "mood"]})
+
+
+def test_benefit_gate_sends_only_the_window_worth_sending(cloud):
+    """Two doubtful windows over the same audio, a sentence and two words: a min_benefit between their expected
+    gains sends one to the real server and keeps the other local, marked low_benefit."""
+    speech = noisy(read_speech("ls-test-other_1688-142285-0000"), 10)
+    duration = len(speech) / 16000
+    texts = [" he hoped there would be stew for dinner, turnips and carrots", " he hoped"]
+    confidence, benefit = ConfidenceModel.load(), BenefitModel.load()
+    windows = [[seg(0, 0.0, duration, logprob=-1.2, text=text)] for text in texts]
+    confidences = [confidence.score(w, duration) for w in windows]
+    gains = [benefit.expected_gain(benefit_inputs(w, duration, c, speech)) for w, c in zip(windows, confidences)]
+    assert max(confidences) < 0.99 and gains[0] != gains[1]
+    decisions = []
+    policy = EscalationPolicy(CloudClient(cloud.endpoint, TOKEN, timeout_s=60), min_confidence=0.99,
+                              min_benefit=sum(gains) / 2, max_share=1.0, on_decision=decisions.append)
+    for text in texts:
+        list(policy.route([seg(0, 0.0, duration, logprob=-1.2, text=text)], speech, language="en"))
+    assert [d.benefit for d in decisions] == pytest.approx(gains)
+    best = int(np.argmax(gains))
+    assert decisions[best].status in ("escalated", "rejected")  # it went up; arbitration may keep the local text
+    assert (decisions[1 - best].status, decisions[1 - best].reason) == ("accepted", "low_benefit")
+    assert policy.stats.sent_s == pytest.approx(duration)
+
+
+def test_a_benefit_model_that_reads_the_audio_gets_the_window_audio(tmp_path):
+    """A refit may use the SNR estimate (fit_confidence.py --benefit-features ... snr_db): the policy then measures
+    the window's own audio, here the second of two windows in a file read block by block."""
+    speech = read_speech("ls-test-other_1688-142285-0000")
+    quiet, loud = noisy(speech, 30), noisy(speech, 0, seed=1)
+    path = tmp_path / "two.flac"
+    sf.write(path, np.concatenate([quiet, loud]), 16000)
+    half = len(speech) / 16000
+    model = BenefitModel(features=("snr_db",), mean=(20.0,), scale=(10.0,), weights=(-1.0,), bias=0.0)
+    assert model.needs_audio
+    decisions = []
+    dead = CloudClient("http://127.0.0.1:9/v1/audio/transcriptions", TOKEN)  # nothing may be sent
+    policy = EscalationPolicy(dead, min_confidence=1.0, min_benefit=math.inf, benefit_model=model,
+                              on_decision=decisions.append)
+    windows = [seg(0, 0.0, half - 0.5), seg(int(half * 100), half, 2 * half - 0.5)]
+    list(policy.route(windows, StreamedAudio(path, 2 * half)))
+    stored = load_audio(path)
+    clips = (stored[: len(speech)], stored[len(speech):])
+    for decision, window, clip in zip(decisions, windows, clips, strict=True):
+        values = benefit_inputs([window], decision.end - decision.start, decision.local_confidence, clip)
+        assert decision.benefit == pytest.approx(model.expected_gain(values), rel=1e-3)
+        assert (decision.status, decision.reason) == ("accepted", "low_benefit")
+    assert decisions[1].benefit > decisions[0].benefit  # the noisier window's rate is higher under this model
