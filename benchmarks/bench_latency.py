@@ -239,23 +239,7 @@ def default_int8() -> Path:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="*", type=Path, help="model directories (default: the default model)")
-    ap.add_argument("--int8", type=Path, help="int8 model dir for streaming and footprint (default: the "
-                                              "shrink pipeline's int8 tiny.en)")
-    ap.add_argument("--pads", nargs="*", type=float, default=[],
-                    help="also run the fast path with these paddings (seconds of silence after the audio)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--limit", type=int, help="only the first N utterances")
-    ap.add_argument("--skip", nargs="*", default=[], choices=("latency", "streaming", "footprint"))
-    ap.add_argument("--json", type=Path, help="also write the results here")
-    args = ap.parse_args()
-
-    int8 = args.int8 or default_int8()
-    models = args.models or [int8]
-    work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+def run_sections(args: argparse.Namespace, int8: Path, models: list[Path], work: Path) -> dict:
     load = os.getloadavg()[0]
     results: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1min": round(load, 1)}}
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} (a shared machine: medians, expect noise)")
@@ -284,6 +268,28 @@ def main() -> None:
               f"{r['faster_whisper_load_cpu_s']} s; peak RSS dictate "
               f"{r['dictate_peak_rss_mb']} MB, listen {r['listen_peak_rss_mb']} MB, faster-whisper load "
               f"{r['faster_whisper_load_peak_rss_mb']} MB")
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", type=Path, help="model directories (default: the default model)")
+    ap.add_argument("--int8", type=Path, help="int8 model dir for streaming and footprint (default: the "
+                                              "shrink pipeline's int8 tiny.en)")
+    ap.add_argument("--pads", nargs="*", type=float, default=[],
+                    help="also run the fast path with these paddings (seconds of silence after the audio)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--limit", type=int, help="only the first N utterances")
+    ap.add_argument("--skip", nargs="*", default=[], choices=("latency", "streaming", "footprint"))
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    int8 = args.int8 or default_int8()
+    models = args.models or [int8]
+    # The streaming and footprint sections write their WAVs here; nothing is left behind.
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as work:
+        results = run_sections(args, int8, models, Path(work))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

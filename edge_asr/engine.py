@@ -40,9 +40,9 @@ def make_session(path: Path, threads: int) -> ort.InferenceSession:
     # No arena: it keeps the largest activations ever seen (a 30 s window's attention) for the life of the
     # process. Without it dictate's peak RSS drops 16-120 MB on a Pi-sized budget; decoding speed is unchanged.
     opts.enable_cpu_mem_arena = False
-    # Idle workers sleep instead of spinning: a decoder step is ~350 small nodes with Python work between steps,
-    # and a spinning worker takes a core from that work, from numpy and from everything else on a 2-4 core
-    # board. Fast-path transcription of short utterances took 0.65x the time (shared 2-core machine, load 7).
+    # Idle workers sleep instead of spinning: every session has its own pool (encoder, decoder), and a
+    # worker spinning between runs takes a core from the other session, the Python between decoding steps and
+    # numpy. Fast-path transcription of short utterances: 0.4x the time on a shared 2-core machine (load 5.6).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
