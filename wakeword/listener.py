@@ -84,6 +84,7 @@ class Listener:
         yield from self.finish()
 
     def feed(self, frame: np.ndarray) -> Iterator[dict]:
+        arrived = time.monotonic()  # latency counts from the endpoint frame's arrival
         self.t += len(frame) / SAMPLE_RATE
         self.ring.append(frame)
         # The detector sees every frame, also while recording, so its features stay continuous.
@@ -91,13 +92,13 @@ class Listener:
         if self.recorder.active:
             captured = self.recorder.feed(frame)
             if captured is not None:
-                yield from self._handle(captured)
+                yield from self._handle(captured, arrived)
                 return
             pause = self.recorder.pause_started_at()
             if pause is not None and self.ahead is not None:
                 self.ahead.start(pause, self.recorder.audio())
                 if self._is_whole_command(pause):
-                    yield from self._handle(self.recorder.stop_complete())
+                    yield from self._handle(self.recorder.stop_complete(), arrived)
             return
         for detection in sorted(detections, key=lambda d: -d.score):
             event = self._second_stage(detection)
@@ -112,7 +113,7 @@ class Listener:
     def finish(self) -> Iterator[dict]:
         captured = self.recorder.finish()
         if captured is not None:
-            yield from self._handle(captured)
+            yield from self._handle(captured, time.monotonic())
 
     def _second_stage(self, detection: Detection) -> dict:
         wake = self.wakewords[detection.wakeword]
@@ -127,7 +128,7 @@ class Listener:
     def _is_whole_command(self, pause: float) -> bool:
         if self.complete_silence_s is None or self.recorder.silence_s() < self.complete_silence_s - 1e-9:
             return False
-        heard = self.ahead.ready(pause)
+        heard = self.ahead.heard_at(pause)
         if heard is None:
             return False
         match = self._match(heard)
@@ -155,8 +156,7 @@ class Listener:
                 best_text, best = rest, match
         return best_text, best
 
-    def _handle(self, captured: CapturedCommand) -> Iterator[dict]:
-        endpoint_wall = time.monotonic()
+    def _handle(self, captured: CapturedCommand, endpoint_wall: float) -> Iterator[dict]:
         t = captured.speech_end_t if captured.speech_end_t is not None else captured.t
         if captured.outcome == "no_speech":
             yield {"event": "no_match", "text": "", "reason": "no speech after the wake word",

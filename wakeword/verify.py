@@ -83,10 +83,12 @@ class TranscribeAhead:
             return  # already started for this pause, or a stale job still runs: don't queue behind it
         self._key, self._job = speech_end_t, self._pool.submit(self._transcribe, audio, self._prompt)
 
-    def ready(self, speech_end_t: float) -> Heard | None:
-        """The finished transcript of the audio up to this pause, without waiting (None: not there yet)."""
+    def heard_at(self, speech_end_t: float) -> Heard | None:
+        """The transcript of the audio up to this pause, waiting for it if it is still running (None: no job
+        for this pause). The caller's frames queue meanwhile; waiting costs no latency, as the endpoint
+        would wait for this same job, and it acts the moment the text is there, not at the next frame."""
         job = self._job
-        if job is None or self._key != speech_end_t or not job.done():
+        if job is None or self._key != speech_end_t:
             return None
         return job.result()
 
