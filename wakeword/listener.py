@@ -31,8 +31,10 @@ from wakeword.verify import Heard, Transcribe, TranscribeAhead, TranscriptVerifi
 
 # Ending a command at a short pause needs a match this good: at most a slip, never a missing word.
 COMPLETE_MIN_SCORE = 0.9
-# A first sentence this short, before the command, with no wake phrase found: the wake word misheard.
+# A first sentence or clause this short, before the command, with no wake phrase found: the wake word
+# misheard ("I like that. Close the blinds.", "And next up, play classical music.").
 MISHEARD_WAKE_WORDS = 4
+_FIRST_CLAUSE = re.compile(r"([^.!?,]+[.!?,])\s+(.+)", re.S)
 
 
 @dataclass
@@ -141,16 +143,16 @@ class Listener:
         return self._text_and_match(heard)[1]
 
     def _text_and_match(self, heard: Heard) -> tuple[str, CommandMatch | None]:
-        """The command text and its match. When the wake phrase was not found, a short first sentence is
-        most likely the wake word misheard ("I like that. Close the blinds."): the text without it is
-        matched too and the better match kept (extra words would sink a short command)."""
+        """The command text and its match. When the wake phrase was not found, a short first sentence or
+        clause is most likely the wake word misheard: the text without it is matched too and the better
+        match kept (extra words would sink a short command)."""
         text = self._command_text(heard)
         if self.grammar is None:
             return text, None
         best_text, best = text, self.grammar.match(text)
-        sentences = re.split(r"(?<=[.!?])\s+", text)
-        if text == heard.text.strip() and len(sentences) > 1 and len(sentences[0].split()) <= MISHEARD_WAKE_WORDS:
-            rest = " ".join(sentences[1:])
+        first = _FIRST_CLAUSE.fullmatch(text)
+        if text == heard.text.strip() and first and len(first.group(1).split()) <= MISHEARD_WAKE_WORDS:
+            rest = first.group(2)
             match = self.grammar.match(rest)
             if match is not None and (best is None or match.score > best.score):
                 best_text, best = rest, match
