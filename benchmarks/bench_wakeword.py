@@ -258,7 +258,10 @@ def section_latency(args, transcribers, tmp: Path) -> dict:
                             "endpoint_to_action_s": event["latency_s"],
                             "speech_end_to_action_s": time.monotonic() - start - speech_end,
                             "slots_ok": event["slots"] == {"state": "off", "room": "upstairs living room"},
+                            "text": event["text"],
                         })
+                    elif event["event"] == "no_match":
+                        print(f"  no match [{label}, {voice}]: heard {event['text']!r}", flush=True)
     # What one transcription of such a capture costs by itself (2 s pre-roll + command + 0.3 s of silence).
     capture = audio[int((speech_end - 4.6) * SR): int((speech_end + 0.3) * SR)]
     prompt = plan_listen(variants["listen"][0], "bench").grammar.prompt()
@@ -287,6 +290,9 @@ def section_latency(args, transcribers, tmp: Path) -> dict:
             print(f"  {label:<22} {r['vad_end_s']:>8.3f} {r['speech_end_to_endpoint_s']:>9.3f} "
                   f"{r['endpoint_to_action_s']:>17.3f} {r['speech_end_to_action_s']:>19.3f} "
                   f"{r['slots_ok']:>2}/{r['runs']}")
+    for x in samples:
+        if not x["slots_ok"]:
+            print(f"  wrong slots [{x['variant']}, {x['voice']}]: heard {x['text']!r}")
     print(f"  one transcription of a {len(capture) / SR:.1f} s capture alone: "
           + "; ".join(f"{k} {v['wall_s']:.3f} s wall, {v['cpu_s']:.3f} s CPU" for k, v in alone.items())
           + f"; load average {result['load_average'][0]:.1f}")

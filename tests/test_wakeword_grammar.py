@@ -110,4 +110,6 @@ def test_a_misheard_wake_word_before_a_short_command_is_dropped():
     listener = Listener(plan_listen(section, "test"), lambda audio, prompt=None: Heard("", 0.0))
     text, match = listener._text_and_match(Heard("I like that. Close the blinds.", 0.9))
     assert text == "Close the blinds." and match.slots == {"action": "close"}
+    text, match = listener._text_and_match(Heard("And next up, close the blinds.", 0.9))  # or as a clause
+    assert text == "close the blinds." and match.slots == {"action": "close"}
     assert listener._text_and_match(Heard("Tell me a joke. About blinds.", 0.9))[1] is None

@@ -31,8 +31,10 @@ from wakeword.verify import Heard, Transcribe, TranscribeAhead, TranscriptVerifi
 
 # Ending a command at a short pause needs a match this good: at most a slip, never a missing word.
 COMPLETE_MIN_SCORE = 0.9
-# A first sentence this short, before the command, with no wake phrase found: the wake word misheard.
+# A first sentence or clause this short, before the command, with no wake phrase found: the wake word
+# misheard ("I like that. Close the blinds.", "And next up, play classical music.").
 MISHEARD_WAKE_WORDS = 4
+_FIRST_CLAUSE = re.compile(r"([^.!?,]+[.!?,])\s+(.+)", re.S)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Listener:
         yield from self.finish()
 
     def feed(self, frame: np.ndarray) -> Iterator[dict]:
+        arrived = time.monotonic()  # latency counts from the endpoint frame's arrival
         self.t += len(frame) / SAMPLE_RATE
         self.ring.append(frame)
         # The detector sees every frame, also while recording, so its features stay continuous.
@@ -91,13 +94,13 @@ class Listener:
         if self.recorder.active:
             captured = self.recorder.feed(frame)
             if captured is not None:
-                yield from self._handle(captured)
+                yield from self._handle(captured, arrived)
                 return
             pause = self.recorder.pause_started_at()
             if pause is not None and self.ahead is not None:
                 self.ahead.start(pause, self.recorder.audio())
                 if self._is_whole_command(pause):
-                    yield from self._handle(self.recorder.stop_complete())
+                    yield from self._handle(self.recorder.stop_complete(), arrived)
             return
         for detection in sorted(detections, key=lambda d: -d.score):
             event = self._second_stage(detection)
@@ -112,7 +115,7 @@ class Listener:
     def finish(self) -> Iterator[dict]:
         captured = self.recorder.finish()
         if captured is not None:
-            yield from self._handle(captured)
+            yield from self._handle(captured, time.monotonic())
 
     def _second_stage(self, detection: Detection) -> dict:
         wake = self.wakewords[detection.wakeword]
@@ -127,7 +130,7 @@ class Listener:
     def _is_whole_command(self, pause: float) -> bool:
         if self.complete_silence_s is None or self.recorder.silence_s() < self.complete_silence_s - 1e-9:
             return False
-        heard = self.ahead.ready(pause)
+        heard = self.ahead.heard_at(pause)
         if heard is None:
             return False
         match = self._match(heard)
@@ -140,23 +143,22 @@ class Listener:
         return self._text_and_match(heard)[1]
 
     def _text_and_match(self, heard: Heard) -> tuple[str, CommandMatch | None]:
-        """The command text and its match. When the wake phrase was not found, a short first sentence is
-        most likely the wake word misheard ("I like that. Close the blinds."): the text without it is
-        matched too and the better match kept (extra words would sink a short command)."""
+        """The command text and its match. When the wake phrase was not found, a short first sentence or
+        clause is most likely the wake word misheard: the text without it is matched too and the better
+        match kept (extra words would sink a short command)."""
         text = self._command_text(heard)
         if self.grammar is None:
             return text, None
         best_text, best = text, self.grammar.match(text)
-        sentences = re.split(r"(?<=[.!?])\s+", text)
-        if text == heard.text.strip() and len(sentences) > 1 and len(sentences[0].split()) <= MISHEARD_WAKE_WORDS:
-            rest = " ".join(sentences[1:])
+        first = _FIRST_CLAUSE.fullmatch(text)
+        if text == heard.text.strip() and first and len(first.group(1).split()) <= MISHEARD_WAKE_WORDS:
+            rest = first.group(2)
             match = self.grammar.match(rest)
             if match is not None and (best is None or match.score > best.score):
                 best_text, best = rest, match
         return best_text, best
 
-    def _handle(self, captured: CapturedCommand) -> Iterator[dict]:
-        endpoint_wall = time.monotonic()
+    def _handle(self, captured: CapturedCommand, endpoint_wall: float) -> Iterator[dict]:
         t = captured.speech_end_t if captured.speech_end_t is not None else captured.t
         if captured.outcome == "no_speech":
             yield {"event": "no_match", "text": "", "reason": "no speech after the wake word",
