@@ -35,12 +35,17 @@ def wake_then(tmp_path, command: str) -> np.ndarray:
                            np.zeros(2 * 16000, np.float32)))
 
 
-def test_a_whole_command_ends_at_a_short_pause(tmp_path, transcriber):
+def listener_as_listen_builds_it(section: ListenSection, transcriber) -> Listener:
+    """Wake-word checks on the full window, commands on the fast path (listen's default)."""
     from wakeword.verify import local_transcriber
 
+    return Listener(plan_listen(section, "test"), local_transcriber(transcriber),
+                    transcribe_command=local_transcriber(transcriber, fast_path=True))
+
+
+def test_a_whole_command_ends_at_a_short_pause(tmp_path, transcriber):
     section = ListenSection(commands=[CommandConfig("lights", ["turn {state:on|off} the {room} lights"])])
-    listener = Listener(plan_listen(section, "test"), local_transcriber(transcriber),
-                        transcribe_command=local_transcriber(transcriber, fast_path=True))
+    listener = listener_as_listen_builds_it(section, transcriber)
     # Streamed as fast as the file reads: the early end waits for the pause's transcript (at real time it
     # would be the same wait, hidden in the pause), so where the command is cut does not depend on speed.
     events = list(listener.run(open_stream(wake_then(tmp_path, "turn off the kitchen lights"))))
@@ -55,11 +60,8 @@ def test_a_whole_command_ends_at_a_short_pause(tmp_path, transcriber):
 
 def test_a_command_ending_in_a_number_waits_for_the_full_silence(tmp_path, transcriber):
     # "...for twenty" may go on "...five": a phrase that ends in a number never ends early.
-    from wakeword.verify import local_transcriber
-
     section = ListenSection(commands=[CommandConfig("timer", ["set a timer for {minutes:int}"])])
-    listener = Listener(plan_listen(section, "test"), local_transcriber(transcriber),
-                        transcribe_command=local_transcriber(transcriber, fast_path=True))
+    listener = listener_as_listen_builds_it(section, transcriber)
     events = list(listener.run(open_stream(wake_then(tmp_path, "set a timer for twenty"))))
     assert [e["event"] for e in events] == ["wake", "command"], events
     assert events[1]["slots"] == {"minutes": 20}
