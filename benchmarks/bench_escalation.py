@@ -237,17 +237,19 @@ def score_clips(clips, local, cloud, model: ConfidenceModel, benefit: BenefitMod
     return Scores(local_conf, cloud_conf, gains)
 
 
-def replay(clips, local, cloud, scores: Scores, rule: Rule, max_share=1.0, burst_s=0.0):
+def replay(clips, local, cloud, scores: Scores, rule: Rule | dict[str, Rule], max_share=1.0, burst_s=0.0):
     """EscalationPolicy's decisions on cached transcripts, in clip order: which clips go up (wants_cloud and
-    the share budget), and the routed text (the cloud's where takes_cloud says so)."""
+    the share budget), and the routed text (the cloud's where takes_cloud says so). `rule` may be given per
+    clip id (crossfit_escalation.py: each clip under the thresholds of the fold that scores it)."""
     seen = sent = 0.0
     escalated, routed = set(), {}
     for clip in clips:
         seen += clip.duration
         text = local_text(local[clip.id])
         budget = max_share * seen + burst_s
-        wanted = wants_cloud(text, scores.local[clip.id], rule.min_confidence, scores.benefit[clip.id],
-                             rule.min_benefit)
+        r = rule[clip.id] if isinstance(rule, dict) else rule
+        wanted = wants_cloud(text, scores.local[clip.id], r.min_confidence, scores.benefit[clip.id],
+                             r.min_benefit)
         if wanted and sent + clip.duration <= budget:
             sent += clip.duration
             escalated.add(clip.id)

@@ -255,7 +255,8 @@ def fit_benefit(clips, local, cloud, confidence: dict[str, float], args) -> Bene
     return dataclasses.replace(model, default_threshold=float(np.floor(threshold * 1e4) / 1e4))
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options, and so the shipped fitting recipe (crossfit_escalation.py refits with these defaults)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="local model dir or built-in name (default: the default)")
     ap.add_argument("--snrs", type=float, nargs="+", default=[0, 5, 10, 20])
@@ -277,7 +278,11 @@ def main() -> int:
     ap.add_argument("--cloud-cache", type=Path,
                     default=data.REPO / "out" / "escalation" / "cloud-base-beam5.jsonl")
     ap.add_argument("--out", type=Path, default=data.REPO / "edge_asr" / "confidence.json")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = build_parser().parse_args()
 
     clips = data.benchmark_clips([None, *args.snrs], args.limit, args.nonspeech)
     local = data.run_local(clips, args.model, args.cache)
