@@ -13,7 +13,9 @@ stream all 328 utterances in clip order): share of utterances and of audio escal
 WER gap recovered, and 90 % bootstrap intervals resampling recordings (all noisy copies together) within each
 fold, with the routing decisions held fixed. Also: the most any ordering of the unsure windows (by benefit,
 by benefit per second, by confidence, by the true gain) could recover within a share of audio, sorted with
-hindsight over the whole set: a ceiling for any cap accounting built on these scores.
+hindsight over the whole set: a ceiling for any cap accounting built on these scores. And one alternative
+tried for a binding cap: the benefit discounted by the audio it costs (benefit - lambda * seconds, lambda
+chosen on each training side for the cap, the two folds' replays summed).
 
 Uses only bench_escalation.py's caches (OUT/local.jsonl, OUT/cloud-base-beam5.jsonl); nothing is transcribed.
 
@@ -52,7 +54,19 @@ def fit_side(clips, local, cloud, side: str, recipe: argparse.Namespace):
     with contextlib.redirect_stdout(log):
         confidence, oof = fitting.fit_confidence(train, local, recipe)
         benefit = fitting.fit_benefit(train, local, cloud, oof, recipe)
-    return confidence, benefit, next(line for line in log.getvalue().splitlines() if line.startswith("benefit:"))
+    line = next(line for line in log.getvalue().splitlines() if line.startswith("benefit:"))
+    return confidence, benefit, line, oof_benefits(train, local, cloud, oof, recipe)
+
+
+def oof_benefits(train, local, cloud, confidence: dict[str, float], recipe) -> dict[str, tuple[float, float]]:
+    """Out-of-fold (local confidence, benefit) per training clip, as fit_benefit computes them."""
+    features = tuple(recipe.benefit_features)
+    x, y, groups, ids = fitting.benefit_table(train, local, cloud, confidence, features)
+    rates = fitting.cross_validate(x, y, groups,
+                                   lambda a, b: fitting.benefit_from(a, b, features, recipe.benefit_l2),
+                                   lambda m, row: m.rate(dict(zip(features, row))))
+    seconds = {c.id: c.duration for c in train}
+    return {i: (confidence[i], r * seconds[i]) for i, r in zip(ids, rates)}
 
 
 def same_as_shipped(confidence, benefit) -> bool:
@@ -68,6 +82,7 @@ class Errors:
     """Word errors per clip id (local, cloud), computed once."""
 
     def __init__(self, clips, local, cloud):
+        self.clips = list(clips)
         self.local, self.cloud, self.words = {}, {}, {}
         for c in clips:
             self.local[c.id], self.words[c.id] = data.word_errors(c.reference, bench.local_text(local[c.id]))
@@ -146,6 +161,53 @@ def ceilings(clips, cloud, errors: Errors, scores, min_confidence: float,
     return out
 
 
+DISCOUNT_GRID = tuple(float(v) for v in np.arange(0.0, 0.401, 0.025))  # word errors per second of audio
+
+
+def choose_discount(train_noisy, errors: Errors, oof: dict, recipe, max_share: float,
+                    grid=DISCOUNT_GRID) -> tuple[float, float]:
+    """Per-second audio price lambda and threshold for the rule "benefit - lambda * seconds >= threshold", chosen
+    on the training side out of fold: the threshold keeps the recipe's share of utterances (recipe.escalate),
+    lambda maximizes the gap recovered among the lambdas whose audio share is within max_share (else the
+    cheapest in audio)."""
+    seconds = {c.id: c.duration for c in train_noisy}
+    total_s, gap = sum(seconds.values()), sum(errors.local[i] - errors.cloud[i] for i in seconds)
+    unsure = [i for i in seconds if i in oof and oof[i][0] < recipe.unsure]
+    k = int(recipe.escalate * len(seconds))
+    options = []
+    for lam in grid:
+        ranked = sorted(unsure, key=lambda i: oof[i][1] - lam * seconds[i], reverse=True)[:k]
+        audio = sum(seconds[i] for i in ranked) / total_s
+        recovered = sum(errors.local[i] - errors.cloud[i] for i in ranked) / gap
+        options.append((audio <= max_share, recovered if audio <= max_share else -audio, -lam, float(lam),
+                        oof[ranked[-1]][1] - lam * seconds[ranked[-1]]))
+    best = max(options)
+    return best[3], best[4]
+
+
+def discount_check(folds, fold_fits, local, cloud, errors: Errors, recipe, caps, burst_s: float) -> dict:
+    """The shipped rule with the benefit discounted by the audio it costs (lambda chosen per fold on its
+    training side, for the cap), replayed under that cap on the scored side."""
+    out = {}
+    for cap in caps:
+        tables, picked = {}, {}
+        for scored, f in folds.items():
+            train = "heldout" if scored == "fit" else "fit"
+            train_noisy = [c for c in errors.clips if data.split_of(c.id) == train]
+            lam, threshold = choose_discount(train_noisy, errors, fold_fits[scored], recipe, cap)
+            sc = f["scores"]
+            discounted = {c.id: None if sc.benefit[c.id] is None else sc.benefit[c.id] - lam * c.duration
+                          for c in f["clips"]}
+            scores = bench.Scores(sc.local, sc.cloud, discounted)
+            tables[scored] = route(f["clips"], local, cloud, errors, scores,
+                                   bench.Rule(f["rule"].min_confidence, threshold), cap, burst_s)
+            picked[NAMES[scored]] = {"lambda": lam, "threshold": threshold,
+                                     **shares(np.array(list(tables[scored].values())).sum(axis=0))}
+        pooled = np.array([v for t in tables.values() for v in t.values()]).sum(axis=0)
+        out[f"{cap:g}"] = {**picked, "pooled": shares(pooled)}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=data.REPO / "out" / "escalation")
@@ -170,10 +232,10 @@ def main() -> int:
                          "bench_escalation.py --parts routing first")
     errors = Errors(noisy, local, cloud)
 
-    folds, scores, rules = {}, {}, {}
+    folds, scores, rules, fold_fits = {}, {}, {}, {}
     for scored in SIDES:
         train = "heldout" if scored == "fit" else "fit"
-        confidence, benefit, line = fit_side(clips, local, cloud, train, recipe)
+        confidence, benefit, line, fold_fits[scored] = fit_side(clips, local, cloud, train, recipe)
         test = [c for c in noisy if data.split_of(c.id) == scored]
         fold_scores = bench.score_clips(test, local, cloud, confidence, benefit)
         rule = bench.Rule(confidence.default_threshold, benefit.default_threshold)
@@ -216,6 +278,15 @@ def main() -> int:
     for name, rows in results["ceilings_pooled"].items():
         print(f"  {name:30} " + "  ".join(f"{r['audio_share']:.0%}: {r['gap_recovered']:5.1%} "
                                           f"({r['escalated']:.0%} utt.)" for r in rows))
+    caps = [c for c in args.max_shares if c < 1]
+    results["discounted"] = discount_check(folds, fold_fits, local, cloud, errors, recipe, caps, args.burst_s)
+    print("\nbenefit discounted by the audio it costs (benefit - lambda * seconds; lambda chosen on each training "
+          "side for the cap), replayed under the cap:")
+    for cap, row in results["discounted"].items():
+        print(f"  max_share {cap}: " + "  ".join(
+            f"{name} " + (f"(lambda {v['lambda']:.3f}) " if "lambda" in v else "")
+            + f"{v['escalated']:.1%} utt. {v['audio_share']:.1%} audio {v['gap_recovered']:.1%}"
+            for name, v in row.items()))
     path = args.out / "crossfit.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {path}")
