@@ -47,7 +47,7 @@ from edge_asr.confidence import (  # noqa: E402
     has_words,
     reliability_table,
 )
-from edge_asr.escalation import EscalationPolicy, takes_cloud, wants_cloud  # noqa: E402
+from edge_asr.escalation import EscalationPolicy, takes_cloud, wants_cloud, within_share  # noqa: E402
 from edge_asr.types import Segment, Word  # noqa: E402
 
 TOKEN = "bench-" + os.urandom(8).hex()
@@ -246,11 +246,10 @@ def replay(clips, local, cloud, scores: Scores, rule: Rule | dict[str, Rule], ma
     for clip in clips:
         seen += clip.duration
         text = local_text(local[clip.id])
-        budget = max_share * seen + burst_s
         r = rule[clip.id] if isinstance(rule, dict) else rule
         wanted = wants_cloud(text, scores.local[clip.id], r.min_confidence, scores.benefit[clip.id],
                              r.min_benefit)
-        if wanted and sent + clip.duration <= budget:
+        if wanted and within_share(sent, clip.duration, seen, max_share, burst_s):
             sent += clip.duration
             escalated.add(clip.id)
             if takes_cloud(scores.local[clip.id], cloud[clip.id]["text"], scores.cloud[clip.id]):

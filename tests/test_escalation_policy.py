@@ -33,6 +33,7 @@ from edge_asr.escalation import (
     _windows,
     takes_cloud,
     wants_cloud,
+    within_share,
 )
 from edge_asr.types import Segment, Word
 
@@ -64,6 +65,16 @@ def test_share_cap_limits_the_audio_sent(tmp_path):
         assert {d.reason for d in decisions if d.status == "skipped"} == {"share_cap"}
     finally:
         server.stop()
+
+
+def test_share_budget_runs_on_what_was_heard():
+    # 0.25 of the audio heard so far + a 30 s burst: a first long window fits, ...
+    assert within_share(0.0, 20.0, 20.0, 0.25, 30.0)
+    # ... the next one, once the budget is spent, does not, and is skipped for good ...
+    assert not within_share(20.0, 25.0, 45.0, 0.25, 30.0)  # 20 + 25 > 11.25 + 30
+    # ... while unspent budget carries on: after 200 s heard, the same 25 s fit (20 + 25 <= 50 + 30).
+    assert within_share(20.0, 25.0, 200.0, 0.25, 30.0)
+    assert within_share(0.0, 5.0, 5.0, 1.0, 0.0) and not within_share(0.0, 5.0, 5.0, 0.0, 0.0)
 
 
 def test_escalation_config_is_validated():
