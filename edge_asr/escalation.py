@@ -250,8 +250,8 @@ def within_share(sent_s: float, span_s: float, seen_s: float, max_share: float, 
     included)? A running budget: `max_share` of the audio heard so far plus `burst_s`, so a first unsure window
     can go. A window that does not fit is skipped for good, whatever comes later; unspent budget carries on.
 
-    It ranks nothing: on the speech-dev benchmark, sorting the unsure windows with hindsight recovered no more
-    inside the same share of audio (README, "Cross-fitted"). bench_escalation.py replays it as is."""
+    It ranks nothing: on the speech-dev benchmark, sorting the unsure windows with hindsight recovered little
+    more inside the same share of audio (README, "Cross-fitted"). bench_escalation.py replays it as is."""
     return sent_s + span_s <= max_share * seen_s + burst_s
 
 
