@@ -64,7 +64,8 @@ class FastPath:
 
 # Revision of the exported ONNX layout. Any revision still loads; a built-in model cached under an older one
 # is rebuilt where torch is at hand. 2: per-layer cross K/V decoder inputs; 3: per-layer encoder outputs and
-# encoder attention head by head; 4: an int8 token embedding's rows outside the decoder graph (TOKEN_ROWS).
+# encoder attention head by head; 4: an int8 token embedding's rows outside the decoder graph (TOKEN_ROWS) and
+# encoder attention a third of the queries at a time.
 EXPORT_FORMAT = 4
 
 
