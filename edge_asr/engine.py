@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_asr.model_dir import DECODER, ENCODER, ModelCard
+from edge_asr.model_dir import DECODER, ENCODER, TOKEN_ROWS, ModelCard
 
 
 def physical_cores() -> int:
@@ -71,13 +71,36 @@ def encoder_outputs(session: ort.InferenceSession, mel: np.ndarray) -> CrossKV:
     return outputs if len(outputs) > 1 else list(outputs[0])
 
 
-def decoder_feed(tokens: np.ndarray, self_kv: np.ndarray, cross_kv: CrossKV,
-                 cross_names: list[str] | None) -> dict[str, np.ndarray]:
-    """Inputs for a decoder session. `cross_names`: from `cross_kv_names`."""
-    feed = {"tokens": tokens.astype(np.int64), "self_kv": self_kv}
-    if cross_names is None:
-        return {**feed, "cross_kv": np.stack(cross_kv)}
-    return {**feed, **dict(zip(cross_names, cross_kv, strict=True))}
+def token_rows_table(model_dir: Path, session: ort.InferenceSession) -> np.ndarray | None:
+    """The (vocab, state) int8 embedding rows a decoder looks tokens up in outside its graph (input
+    "token_rows"), memory-mapped: only the rows of tokens actually decoded are ever read into memory. None for
+    a decoder that looks tokens up itself (float embeddings, models exported before format 4)."""
+    if "token_rows" not in {i.name for i in session.get_inputs()}:
+        return None
+    return np.load(model_dir / TOKEN_ROWS, mmap_mode="r")
+
+
+class DecoderSession:
+    """A decoder graph and what its inputs need: the per-layer cross K/V names and, for an int8 embedding
+    kept outside the graph, the rows of the fed tokens."""
+
+    def __init__(self, model_dir: Path, threads: int):
+        self.session = make_session(model_dir / DECODER, threads)
+        self.cross_names = cross_kv_names(self.session)
+        self.token_rows = token_rows_table(model_dir, self.session)
+
+    def feed(self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: CrossKV) -> dict[str, np.ndarray]:
+        tokens = tokens.astype(np.int64)
+        feed = {"tokens": tokens, "self_kv": self_kv}
+        if self.token_rows is not None:
+            feed["token_rows"] = self.token_rows[tokens]
+        if self.cross_names is None:
+            return {**feed, "cross_kv": np.stack(cross_kv)}
+        return {**feed, **dict(zip(self.cross_names, cross_kv, strict=True))}
+
+    def run(self, outputs: list[str] | None, tokens: np.ndarray, self_kv: np.ndarray,
+            cross_kv: CrossKV) -> list[np.ndarray]:
+        return self.session.run(outputs, self.feed(tokens, self_kv, cross_kv))
 
 
 class WhisperEngine:
@@ -85,8 +108,7 @@ class WhisperEngine:
         self.card = card
         self.threads = threads or physical_cores()
         self.encoder = make_session(Path(model_dir) / ENCODER, self.threads)
-        self.decoder = make_session(Path(model_dir) / DECODER, self.threads)
-        self.cross_names = cross_kv_names(self.decoder)
+        self.decoder = DecoderSession(Path(model_dir), self.threads)
         dims = card.dims
         self.n_kv = 2 * dims.n_text_layer
         self.n_state = dims.n_text_state
@@ -103,5 +125,5 @@ class WhisperEngine:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """tokens (batch, n) -> logits (batch, n, vocab), grown cache, cross-attention (if asked)."""
         outputs = ["logits", "new_self_kv"] + (["cross_attn"] if want_attention else [])
-        result = self.decoder.run(outputs, decoder_feed(tokens, self_kv, cross_kv, self.cross_names))
+        result = self.decoder.run(outputs, tokens, self_kv, cross_kv)
         return result[0], result[1], (result[2] if want_attention else None)

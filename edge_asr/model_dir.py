@@ -1,7 +1,8 @@
 """The model directory: the contract between the workstation and the device.
 
-`encoder.onnx`, `decoder.onnx`, `tokenizer.json` and `model.yaml` (this card). This module is the one
-place that knows the layout.
+`encoder.onnx`, `decoder.onnx`, `tokenizer.json` and `model.yaml` (this card); with an int8 token
+embedding also `token_embedding.npy`, read by both the decoder graph (as ONNX external data) and the
+device's token lookup. This module is the one place that knows the layout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ENCODER = "encoder.onnx"
 DECODER = "decoder.onnx"
 TOKENIZER = "tokenizer.json"
 CARD = "model.yaml"
+TOKEN_ROWS = "token_embedding.npy"  # (vocab, state) int8 embedding rows, where the int8 embedding is shared
 REQUIRED = (ENCODER, DECODER, TOKENIZER, CARD)
 
 
@@ -62,8 +64,9 @@ class FastPath:
 
 # Revision of the exported ONNX layout. Any revision still loads; a built-in model cached under an older one
 # is rebuilt where torch is at hand. 2: per-layer cross K/V decoder inputs; 3: per-layer encoder outputs and
-# encoder attention head by head.
-EXPORT_FORMAT = 3
+# encoder attention head by head; 4: an int8 token embedding's rows outside the decoder graph (TOKEN_ROWS) and
+# encoder attention a third of the queries at a time.
+EXPORT_FORMAT = 4
 
 
 @dataclass
@@ -94,9 +97,14 @@ class ModelCard:
         path = model_dir / CARD
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            return from_dict(cls, data, str(path))
+            card = from_dict(cls, data, str(path))
         except (yaml.YAMLError, ConfigError) as e:
             raise ModelError(f"{path}: bad model card ({e})") from None
+        missing = [f for f in card.files if not (model_dir / f).exists()]
+        if missing:
+            raise ModelError(f"{model_dir}: incomplete model directory (missing {', '.join(missing)}, "
+                             f"listed in its {CARD})")
+        return card
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)

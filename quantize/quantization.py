@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_asr.model_dir import DECODER, ENCODER
+from edge_asr.model_dir import DECODER, ENCODER, TOKEN_ROWS
 
 EMBEDDING = "decoder.token_embedding"
 FRONT_END = "encoder.conv"
@@ -146,20 +146,19 @@ def quantize_static_int8(model_dir: Path, calibration: list[tuple[np.ndarray, li
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edge_asr.engine import cross_kv_names, decoder_feed, encoder_outputs, make_session
+    from edge_asr.engine import DecoderSession, encoder_outputs, make_session
 
     encoder_feeds = [{"mel": mel[None]} for mel, _ in calibration]
     ref_encoder = make_session(model_dir / ENCODER, threads=2)
-    ref_decoder = make_session(model_dir / DECODER, threads=2)
-    names = cross_kv_names(ref_decoder)
+    ref_decoder = DecoderSession(model_dir, threads=2)
     decoder_feeds = []
     for feed, (_, tokens) in zip(encoder_feeds, calibration):
         cross = encoder_outputs(ref_encoder, feed["mel"])
         empty = np.zeros((len(cross), 1, 0, cross[0].shape[-1]), np.float32)
         seq = np.array([tokens[:-1]], dtype=np.int64)
-        decoder_feeds.append(decoder_feed(seq, empty, cross, names))
-        _, past, _ = ref_decoder.run(None, decoder_feed(seq[:, :-1], empty, cross, names))
-        decoder_feeds.append(decoder_feed(seq[:, -1:], past, cross, names))
+        decoder_feeds.append(ref_decoder.feed(seq, empty, cross))
+        _, past, _ = ref_decoder.run(None, seq[:, :-1], empty, cross)
+        decoder_feeds.append(ref_decoder.feed(seq[:, -1:], past, cross))
     del ref_encoder, ref_decoder
 
     for file, feeds in ((ENCODER, encoder_feeds), (DECODER, decoder_feeds)):
@@ -223,7 +222,7 @@ def _embedding(model_dir: Path, mode: str, block_size: int = 32, equalize: float
     path = model_dir / DECODER
     model = onnx.load(str(path))
     if mode == "int8":
-        share_embedding_int8(model)
+        share_embedding_int8(model, model_dir)
     elif mode == "int4":
         share_embedding_nbits(model, bits=4, block_size=block_size, equalize=equalize)
     elif mode != "float":
@@ -250,36 +249,86 @@ def _replace(graph: onnx.GraphProto, old: onnx.NodeProto, new: list[onnx.NodePro
         graph.node.insert(at + k, node)
 
 
-def share_embedding_int8(model: onnx.ModelProto) -> None:
-    """Store the (state, vocab) embedding once as int8 with one scale per token.
+def share_embedding_int8(model: onnx.ModelProto, model_dir: Path) -> None:
+    """Store the (state, vocab) embedding once as int8 with one scale per token, its rows in `TOKEN_ROWS`.
 
     The logits MatMul becomes DynamicQuantizeLinear + MatMulInteger (ONNX Runtime fuses it into its int8
-    GEMM); the lookup gathers int8 columns and scales just those — nothing is dequantized in full.
+    GEMM), reading the rows as ONNX external data through a Transpose that ONNX Runtime folds at load. The
+    token lookup happens outside the graph: the device feeds the int8 rows of its tokens (input "token_rows",
+    memory-mapped from the same file: engine.DecoderSession) and the graph scales just those. A lookup inside
+    the graph would keep the embedding in memory twice, as stored for the Gather and prepacked for the
+    MatMul; ONNX Runtime frees an initializer whose only reader has prepacked it (-18 MB per session).
     """
     g = model.graph
     init, gather, matmul = _embedding_users(g)
     w = numpy_helper.to_array(init)  # (state, vocab)
     scale = np.maximum(np.abs(w).max(axis=0), 1e-8) / 127.0
-    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    rows = np.ascontiguousarray(np.clip(np.round(w / scale), -127, 127).astype(np.int8).T)  # (vocab, state)
+    path = model_dir / TOKEN_ROWS
+    np.save(path, rows)
     name = EMBEDDING + ".int8"
     g.initializer.remove(init)
-    g.initializer.extend([numpy_helper.from_array(q, name), numpy_helper.from_array(scale.astype(np.float32),
-                                                                                    name + ".scale")])
+    g.initializer.append(_external(name + ".rows", rows, path))
+    g.initializer.append(numpy_helper.from_array(scale.astype(np.float32), name + ".scale"))
     x, y = matmul.input[0], matmul.output[0]
     _replace(g, matmul, [
+        helper.make_node("Transpose", [name + ".rows"], [name], name="logits/weight", perm=[1, 0]),
         helper.make_node("DynamicQuantizeLinear", [x], [x + "_q", x + "_qs", x + "_qz"], name="logits/quant"),
         helper.make_node("MatMulInteger", [x + "_q", name, x + "_qz"], ["logits/int32"], name="logits/MatMulInteger"),
         helper.make_node("Cast", ["logits/int32"], ["logits/float"], name="logits/cast", to=TensorProto.FLOAT),
         helper.make_node("Mul", [x + "_qs", name + ".scale"], ["logits/scale"], name="logits/scale_mul"),
         helper.make_node("Mul", ["logits/float", "logits/scale"], [y], name="logits/output_scale_mul"),
     ])
-    ids, out = gather.input[1], gather.output[0]
-    _replace(g, gather, [
-        helper.make_node("Gather", [name, ids], ["embed/int8"], name="embed/gather", axis=1),
-        helper.make_node("Cast", ["embed/int8"], ["embed/float"], name="embed/cast", to=TensorProto.FLOAT),
-        helper.make_node("Gather", [name + ".scale", ids], ["embed/scale"], name="embed/gather_scale", axis=0),
-        helper.make_node("Mul", ["embed/float", "embed/scale"], [out], name="embed/dequant"),
+    # The exporter's lookup: Gather columns of the flattened tokens, Transpose, Reshape to (batch, n, state).
+    transpose = _only_reader(g, gather.output[0], "Transpose")
+    reshape = _only_reader(g, transpose.output[0], "Reshape")
+    for node in (gather, transpose):
+        g.node.remove(node)
+    _replace(g, reshape, [
+        helper.make_node("Cast", ["token_rows"], ["embed/float"], name="embed/cast", to=TensorProto.FLOAT),
+        helper.make_node("Gather", [name + ".scale", "tokens"], ["embed/scale"], name="embed/gather_scale", axis=0),
+        helper.make_node("Unsqueeze", ["embed/scale", "embed/last_axis"], ["embed/scale3"], name="embed/unsqueeze"),
+        helper.make_node("Mul", ["embed/float", "embed/scale3"], [reshape.output[0]], name="embed/dequant"),
     ])
+    g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "embed/last_axis"))
+    g.input.append(helper.make_tensor_value_info("token_rows", TensorProto.INT8, ["batch", "n", rows.shape[1]]))
+    _drop_unused(g)
+
+
+def _external(name: str, a: np.ndarray, npy: Path) -> onnx.TensorProto:
+    """An initializer whose data is the array stored in the .npy file `npy` (after its header)."""
+    t = onnx.TensorProto(name=name, dims=a.shape, data_type=helper.np_dtype_to_tensor_dtype(a.dtype),
+                         data_location=TensorProto.EXTERNAL)
+    offset = npy.stat().st_size - a.nbytes
+    for key, value in (("location", npy.name), ("offset", str(offset)), ("length", str(a.nbytes))):
+        t.external_data.add(key=key, value=value)
+    return t
+
+
+def _only_reader(graph: onnx.GraphProto, tensor: str, op_type: str) -> onnx.NodeProto:
+    readers = [n for n in graph.node if tensor in n.input]
+    if len(readers) != 1 or readers[0].op_type != op_type:
+        raise ValueError(f"unexpected token lookup in the decoder graph: {tensor} read by "
+                         f"{[n.op_type for n in readers]}, expected one {op_type}")
+    return readers[0]
+
+
+def _drop_unused(graph: onnx.GraphProto) -> None:
+    """Remove what a rewrite left behind: nodes nothing reads, then their initializers and shape records."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if not read.intersection(n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {i for n in graph.node for i in n.input}
+    for init in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(init)
+    produced = {o for n in graph.node for o in n.output}
+    for info in [v for v in graph.value_info if v.name not in produced]:
+        graph.value_info.remove(info)
 
 
 def share_embedding_nbits(model: onnx.ModelProto, bits: int = 4, block_size: int = 32,
@@ -372,7 +421,7 @@ def store_float_as_fp16(model_dir: Path, min_elements: int = 4096) -> None:
     so computation stays fp32."""
     for file in (ENCODER, DECODER):
         path = model_dir / file
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)  # token rows stay in their own file
         g = model.graph
         casts = []
         for init in list(g.initializer):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_asr.engine import CrossKV, cross_kv_names, decoder_feed, encoder_outputs, make_session
-from edge_asr.model_dir import DECODER, ENCODER
+from edge_asr.engine import CrossKV, DecoderSession, encoder_outputs, make_session
+from edge_asr.model_dir import ENCODER
 from quantize.calibration import CalibrationSet
 from quantize.quantization import EMBEDDING, quantize_dynamic_int8, quantize_int4, weight_groups
 
@@ -30,16 +30,15 @@ class _Runner:
 
     def __init__(self, model_dir: Path, threads: int = 2):
         self.encoder = make_session(model_dir / ENCODER, threads)
-        self.decoder = make_session(model_dir / DECODER, threads)
-        self.cross_names = cross_kv_names(self.decoder)
+        self.decoder = DecoderSession(model_dir, threads)
 
     def cross(self, mel: np.ndarray) -> CrossKV:
         return encoder_outputs(self.encoder, mel[None])
 
     def logprobs(self, tokens: list[int], cross: CrossKV) -> np.ndarray:
         empty = np.zeros((len(cross), 1, 0, cross[0].shape[-1]), np.float32)
-        feed = decoder_feed(np.array([tokens[:-1]], np.int64), empty, cross, self.cross_names)
-        return _log_softmax(self.decoder.run(["logits"], feed)[0][0])
+        logits = self.decoder.run(["logits"], np.array([tokens[:-1]], np.int64), empty, cross)[0]
+        return _log_softmax(logits[0])
 
 
 def quantize_only(model_dir: Path, group: str, groups: list[str], mode: str = "int8", block_size: int = 32) -> None:

@@ -9,7 +9,7 @@ import torch
 from conftest import SPEECH_DEV
 
 from edge_asr.audio import load_audio
-from edge_asr.engine import cross_kv_names, decoder_feed, encoder_outputs
+from edge_asr.engine import DecoderSession, encoder_outputs
 from edge_asr.frontend import log_mel
 from quantize.export import build_model, export_model_dir
 from quantize.weights import load_weights
@@ -31,27 +31,26 @@ def test_onnx_matches_torch_logits(tiny, exported):
     model = build_model(tiny)
     mel = log_mel(load_audio(SPEECH_DEV / "ljspeech_LJ001-0001.wav"))[None]
     enc = ort.InferenceSession(str(exported / "encoder.onnx"))
-    dec = ort.InferenceSession(str(exported / "decoder.onnx"))
-    names = cross_kv_names(dec)
+    dec = DecoderSession(exported, threads=2)
     cross = encoder_outputs(enc, mel)
     with torch.no_grad():
         cross_t = model.encode(torch.from_numpy(mel))
     assert np.abs(np.stack(cross) - cross_t.numpy()).max() < 1e-3
     prompt = np.array([[50257, 50362, 2773]])  # sot, notimestamps, " Print"
     empty = np.zeros((8, 1, 0, 384), np.float32)
-    logits, kv, attn = dec.run(None, decoder_feed(prompt, empty, cross, names))
+    logits, kv, attn = dec.run(None, prompt, empty, cross)
     with torch.no_grad():
         ref_logits, ref_kv, _ = model.decode(torch.from_numpy(prompt), torch.from_numpy(empty), cross_t)
     assert np.abs(logits - ref_logits.numpy()).max() < 1e-2
     assert logits[0, -1].argmax() == ref_logits[0, -1].argmax()
     # One more step through the cache equals the full sequence without it.
-    step, _, _ = dec.run(None, decoder_feed(np.array([[278]]), kv, cross, names))
-    full, _, _ = dec.run(None, decoder_feed(np.array([[50257, 50362, 2773, 278]]), empty, cross, names))
+    step, _, _ = dec.run(None, np.array([[278]]), kv, cross)
+    full, _, _ = dec.run(None, np.array([[50257, 50362, 2773, 278]]), empty, cross)
     assert np.abs(step[0, -1] - full[0, -1]).max() < 1e-3
     assert attn.shape == (4, 1, 6, 3, 1500)
     # One input per layer's cross K/V, not one stacked tensor that every step would have to split (copy).
     # The encoder gives them as they are, so it need not concatenate a second copy of them either.
-    assert [i.name for i in dec.get_inputs()][2:] == [f"cross_kv.{i}" for i in range(8)]
+    assert [i.name for i in dec.session.get_inputs()][2:] == [f"cross_kv.{i}" for i in range(8)]
     assert [o.name for o in enc.get_outputs()] == [f"cross_kv.{i}" for i in range(8)]
 
 

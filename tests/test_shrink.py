@@ -13,12 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from conftest import SPEECH_DEV, speech_dev, wer
 
 from edge_asr.cli import main
-from edge_asr.model_dir import ModelCard, size_on_disk
+from edge_asr.engine import DecoderSession
+from edge_asr.model_dir import TOKEN_ROWS, ModelCard, size_on_disk
 from quantize.pipeline import build
 from quantize.recipe import load_recipe
 
@@ -112,13 +114,23 @@ def test_quantized_models_are_small_and_carded(built, calibration_dir):
 
 
 def test_embedding_is_stored_once(built):
-    """The token embedding feeds both the lookup and the logits from one quantized initializer."""
-    for recipe, suffix in (("int8", "int8"), ("int4", "int4")):
-        graph = onnx.load(str(built[recipe] / "decoder.onnx"), load_external_data=False).graph
-        big = [i for i in graph.initializer if 51864 in i.dims and "scale" not in i.name]
-        assert [i.name for i in big] == [f"decoder.token_embedding.{suffix}"], recipe
-        users = [n.op_type for n in graph.node if big[0].name in n.input]
-        assert len(users) == 2, (recipe, users)
+    """The token embedding, half of tiny.en, is stored once. int4: one initializer read by both the lookup and
+    the logits. int8: token_embedding.npy, the logits' weights (as ONNX external data) and the device's
+    memory-mapped lookup table at once, so the decoder session holds it once, prepacked."""
+    graph = onnx.load(str(built["int4"] / "decoder.onnx"), load_external_data=False).graph
+    big = [i for i in graph.initializer if 51864 in i.dims and "scale" not in i.name]
+    assert [i.name for i in big] == ["decoder.token_embedding.int4"]
+    assert len([n for n in graph.node if big[0].name in n.input]) == 2
+
+    graph = onnx.load(str(built["int8"] / "decoder.onnx"), load_external_data=False).graph
+    big = [i for i in graph.initializer if 51864 in i.dims and "scale" not in i.name]
+    assert [i.name for i in big] == ["decoder.token_embedding.int8.rows"]
+    assert {e.key: e.value for e in big[0].external_data}["location"] == TOKEN_ROWS
+    assert [n.op_type for n in graph.node if big[0].name in n.input] == ["Transpose"]  # -> the logits MatMul
+    assert "token_rows" in [i.name for i in graph.input]
+    assert (built["int8"] / "decoder.onnx").stat().st_size < 0.5 * (built["int8"] / TOKEN_ROWS).stat().st_size
+    rows = DecoderSession(built["int8"], threads=1).token_rows
+    assert isinstance(rows, np.memmap) and rows.shape == (51864, 384) and rows.dtype == np.int8
 
 
 def test_pruning_removes_parameters(built):

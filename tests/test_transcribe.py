@@ -124,6 +124,20 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("edge-asr: error: "), r.stderr
 
 
+def test_an_incomplete_model_dir_is_named(tmp_path, model_dir):
+    """A file its card lists is missing (here the int8 embedding rows): one line naming it, not ORT's error."""
+    import shutil
+
+    from edge_asr.model_dir import TOKEN_ROWS
+
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / TOKEN_ROWS).unlink()
+    r = run_cli("transcribe", SAMPLE, "--model", broken)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"edge-asr: error: {broken}: incomplete model directory (missing {TOKEN_ROWS}, listed in its model.yaml)"]
+
+
 def test_every_verb_has_help():
     from edge_asr.cli import VERBS
 
