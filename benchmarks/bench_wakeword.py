@@ -459,8 +459,9 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
             results = []
             unrelated = [(u, None, {}) for u in UNRELATED[set_name]]
             calls.clear()
-            for i, (voice, (text, command, slots)) in enumerate(
-                    (v, u) for v in voices for u in utterances + unrelated):
+            # Unrelated requests after all commands, so each command keeps its index (its alexa clip and noise).
+            rows = [(v, u) for v in voices for u in utterances] + [(v, u) for v in voices for u in unrelated]
+            for i, (voice, (text, command, slots)) in enumerate(rows):
                 wav = tmp / f"{set_name}{i}.wav"
                 if not wav.exists():
                     concat(wav, silence(tmp / "lead.wav", 0.5), alexas[first_clip + i % 20],
@@ -490,7 +491,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                                          "calls": [c[1:] for c in calls]}, default=str))
                 calls.clear()
                 results.append(row)
-                print(f"  {set_name} {snr:g} dB {i + 1}/{len(voices) * len(utterances)} {row['tolerant']} "
+                print(f"  {set_name} {snr:g} dB {i + 1}/{len(rows)} {row['tolerant']} "
                       f"{row['heard']!r}", flush=True)
             woken = [r for r in results if r["woken"] and not r.get("unrelated")]
             others = [r for r in results if r["woken"] and r.get("unrelated")]
