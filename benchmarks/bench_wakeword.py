@@ -15,7 +15,7 @@
 
     python benchmarks/bench_wakeword.py [--sections recall,cpu,latency,matching] [--model DIR]
         [--fast-path true|false|card] [--snr 20,15] [--sets dev,heldout,heldout2] [--repeats N]
-        [--json out.json] [--dump DIR]
+        [--rescore off|MAX_DROP] [--json out.json] [--dump DIR]
 
 Needs espeak-ng, flite, festival and sox (TTS + resampling) and the default transcription model.
 """
@@ -426,8 +426,10 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
     from wakeword.commands import plan_listen
     from wakeword.config import CommandConfig
     from wakeword.listener import Listener
+    from wakeword.rescore import AcousticRescorer
 
-    calls: list[tuple] = []  # (audio, path, heard text) of every command transcription of one utterance
+    calls: list[tuple] = []  # (audio, path, heard text, rescoring data) of each command transcription
+    current: dict = {}
 
     def recorded(transcribe, path):
         if transcribe is None or not args.dump:
@@ -436,7 +438,16 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
         def call(audio, prompt=None):
             heard = transcribe(audio, prompt)
             if prompt is not None:  # commands are primed; the wake-word check is not
-                calls.append((np.asarray(audio, np.float32), path, heard.text))
+                listener = current["listener"]
+                text, match = listener._text_and_match(heard)
+                wide = AcousticRescorer(listener.grammar, limit=200)
+                started = time.monotonic()
+                free, candidates, scores = wide.scored(heard.text, text, heard.score)
+                data = {"command_text": text, "free": free, "seconds": time.monotonic() - started,
+                        "match": [match.command.name, match.slots, match.score] if match else None,
+                        "candidates": [[c.command.name, c.slots, c.text] for c in candidates],
+                        "scores": [s.tolist() for s in scores]}
+                calls.append((np.asarray(audio, np.float32), path, heard.text, data))
             return heard
         return call
 
@@ -446,7 +457,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
     out = {}
     for set_name in args.sets.split(","):
         voices, commands, utterances, first_clip = MATCHING_SETS[set_name]
-        section = ListenSection(fast_path=args.fast_path,
+        section = ListenSection(fast_path=args.fast_path, rescore_max_drop=args.rescore,
                                 commands=[CommandConfig(n, p) for n, p in commands.items()])
         plan = plan_listen(section, "bench")
         exact = Grammar(plan.grammar.commands, min_score=0.999)
@@ -456,6 +467,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
             # microphone (a fresh one per utterance spends more time loading models than listening). Full
             # speed: transcribe-ahead would only start jobs that the next frames make stale.
             listener = Listener(plan, transcribers[0], transcribe_command=transcribers[1], transcribe_ahead=False)
+            current["listener"] = listener
             results = []
             unrelated = [(u, None, {}) for u in UNRELATED[set_name]]
             calls.clear()
@@ -528,6 +540,9 @@ def main() -> int:
                         help="matching: speech-to-noise ratios in dB, comma-separated (default 20,15)")
     parser.add_argument("--sets", default="dev,heldout,heldout2",
                         help="matching: comma-separated sets (dev, heldout, heldout2)")
+    parser.add_argument("--rescore", default=ListenSection().rescore_max_drop,
+                        type=lambda v: None if v == "off" else float(v),
+                        help="matching: listen.rescore_max_drop, or off (default: listen's default)")
     parser.add_argument("--dump", type=Path, help="matching: save each utterance's command audio and transcripts here")
     parser.add_argument("--repeats", type=int, default=1, help="latency: runs per voice")
     parser.add_argument("--json", type=Path, help="also write all numbers here")
