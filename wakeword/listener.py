@@ -162,8 +162,11 @@ class Listener:
         return best_text, best
 
     def _rescored(self, heard: Heard, text: str, match: CommandMatch | None) -> CommandMatch | None:
-        """The command acoustic rescoring hears, where it differs from the text match (or there was none)."""
-        if self.rescorer is None:
+        """The command acoustic rescoring hears, where it differs from the text match (or there was none).
+        A match with at most a slip (COMPLETE_MIN_SCORE, the bar a whole command needs to end early) is taken
+        as it is, at no cost: on the dev and held-out v1 sets rescoring never overturned one, and skipping them
+        spares the decoder pass on most commands (rescored utterances 67 -> 52 of 256, same results)."""
+        if self.rescorer is None or (match is not None and match.score >= COMPLETE_MIN_SCORE):
             return match
         r = self.rescorer.rescore(heard, text)
         if r is None or (match is not None and match.command is r.candidate.command
