@@ -171,9 +171,10 @@ class Transcriber:
                     language: str | None = "en") -> list[np.ndarray]:
         """How likely the model finds each text, as spoken in a window already encoded (a segment's
         `encoder_output`): the log-probability of each of its tokens, end of text included, after `prefix`
-        (words heard before it, e.g. a wake word). Teacher forcing, one batched decoder pass: a grammar's
-        candidate sentences are scored against the audio without decoding again. No timestamps and no prompt,
-        so texts are compared on the audio and the model's own language sense alone."""
+        (words heard before it, e.g. a wake word). Teacher forcing: the prefix once, then the texts in one
+        batched decoder pass, so a grammar's candidate sentences are scored against the audio without encoding
+        or decoding again. No timestamps and no prompt: texts are compared on the audio and the model's own
+        sense of language alone."""
         tok = self.tokenizer
         head = tok.sot_sequence(language, timestamps=False)
         prefix_tokens = tok.encode(" " + prefix.strip()) if prefix.strip() else []

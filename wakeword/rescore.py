@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wakeword.grammar import Candidate, Grammar
+from wakeword.verify import Heard, ScoreTexts
 
 _END = re.compile(r"[.!?]$")
 
@@ -26,7 +27,6 @@ class Rescored:
     candidate: Candidate
     text: str  # the sentence as scored ("Put on some rock music.")
     drop: float  # the transcript's mean token log-probability minus the sentence's (negative: the sentence won)
-    alternatives: int  # sentences scored besides the transcript
 
 
 class AcousticRescorer:
@@ -35,7 +35,8 @@ class AcousticRescorer:
         self.max_drop = max_drop
         self.limit = limit
 
-    def scored(self, heard_text: str, command_text: str, score) -> tuple[str, list[Candidate], list[np.ndarray]]:
+    def scored(self, heard_text: str, command_text: str,
+               score: ScoreTexts) -> tuple[str, list[Candidate], list[np.ndarray]]:
         """(what the transcript's command is scored as, the candidates, token log-probabilities of that text
         and then of each candidate). The words heard before the command (the wake word) are the prefix."""
         at = heard_text.find(command_text) if command_text else -1
@@ -47,7 +48,7 @@ class AcousticRescorer:
         texts = [_styled(c.text, capital, end.group() if end else "") for c in candidates]
         return free, candidates, score([free, *texts], prefix)
 
-    def rescore(self, heard, command_text: str) -> Rescored | None:
+    def rescore(self, heard: Heard, command_text: str) -> Rescored | None:
         """The grammar sentence the audio supports best, if it is within `max_drop` of the transcript per
         token; None otherwise, or when the transcriber cannot score texts."""
         if heard.score is None or not command_text.strip():
@@ -62,7 +63,7 @@ class AcousticRescorer:
             return None
         c = candidates[best]
         text = _styled(c.text, free[:1].isupper(), "")
-        return Rescored(c, text, round(drop, 3), len(candidates))
+        return Rescored(c, text, round(drop, 3))
 
 
 def _styled(sentence: str, capital: bool, end: str) -> str:
