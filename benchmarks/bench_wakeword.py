@@ -501,7 +501,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                 if args.dump:  # what the command transcribers were given and heard, for offline study
                     np.savez_compressed(args.dump / f"{set_name}{i}_{snr:g}.npz", **{
                         f"audio{k}": c[0] for k, c in enumerate(calls)},
-                        meta=json.dumps({"row": row, "command": command, "slots": slots,
+                        meta=json.dumps({"set": set_name, "row": row, "command": command, "slots": slots,
                                          "calls": [c[1:] for c in calls]}, default=str))
                 calls.clear()
                 results.append(row)
