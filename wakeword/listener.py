@@ -3,7 +3,7 @@
 `Listener.feed(frame)` yields events as plain dicts (the CLI prints each as one JSON line):
   {"event": "wake", "wakeword", "score", "t"}
   {"event": "command", "command", "text", "confidence", "transcript_confidence", "action", "slots", "t",
-   "latency_s"}
+   "latency_s", ("rescored": the grammar sentence acoustic rescoring heard instead of the transcript)}
   {"event": "action_done" | "action_error", "command", "action", ("error")}
   {"event": "no_match", "text", "reason", "t"}            (heard something that is no command, or nothing)
   {"event": "transcript", "text", "confidence", "t", "latency_s"}   (no commands configured)
