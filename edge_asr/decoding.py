@@ -275,3 +275,31 @@ class WindowDecoder:
             tokens=sampled, text=text, avg_logprob=lp / (len(sampled) + 1), sum_logprob=lp,
             no_speech_prob=no_speech_prob, temperature=opts.temperature, compression_ratio=compression_ratio(text),
         )
+
+
+# --- teacher forcing ----------------------------------------------------------------------------------------
+
+def score_continuations(engine: WhisperEngine, cross_kv: CrossKV, prefix: list[int],
+                        continuations: list[list[int]], batch: int = 16) -> list[np.ndarray]:
+    """The log-probability of each token of each continuation after `prefix`, given one window's encoder
+    output: teacher forcing, no sampling. The prefix is decoded once; the continuations then go through the
+    decoder together (right-padded: a causal decoder's earlier positions never see the padding), `batch` at
+    a time to bound the (batch, length, vocab) logits."""
+    logits, cache, _ = engine.decode(np.array([prefix]), engine.empty_cache(1), cross_kv)
+    first = log_softmax(logits[0, -1].astype(np.float32))
+    scores: list[np.ndarray] = []
+    for start in range(0, len(continuations), batch):
+        group = continuations[start:start + batch]
+        width = max(len(c) for c in group)
+        tokens = np.zeros((len(group), max(1, width - 1)), dtype=np.int64)
+        for k, c in enumerate(group):
+            tokens[k, :len(c) - 1] = c[:-1]  # the last token is only scored, never fed
+        if width > 1:
+            logits, _, _ = engine.decode(tokens, np.repeat(cache, len(group), axis=1), cross_kv)
+        for k, c in enumerate(group):
+            rows = [first[c[0]]]
+            if len(c) > 1:
+                rows += list(log_softmax_at(logits[k, :len(c) - 1].astype(np.float32), np.array(c[1:])))
+            scores.append(np.array(rows, dtype=np.float64))
+    return scores
+

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_asr.alignment import align_words
 from edge_asr.audio import AudioSource, audio_info, stream_audio
-from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax
+from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax, score_continuations
 from edge_asr.engine import CrossKV, WhisperEngine
 from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, SAMPLE_RATE, log_mel
 from edge_asr.model_dir import TOKENIZER, ModelCard
@@ -70,6 +70,8 @@ class TranscribeOptions:
     # A doubtful fast-path window is decoded again on the full window. Off: keep the short context's answer
     # (dictation partials: they are replaced by the final anyway, and speed is their point).
     fast_path_fallback: bool = True
+    # Keep each window's encoder output on its segments (`Segment.encoder_output`) for `score_texts`.
+    keep_encoder_output: bool = False
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -165,6 +167,20 @@ class Transcriber:
         )
         return self._segments(buffer, opts, first), info
 
+    def score_texts(self, encoder_output: CrossKV, texts: list[str], prefix: str = "",
+                    language: str | None = "en") -> list[np.ndarray]:
+        """How likely the model finds each text, as spoken in a window already encoded (a segment's
+        `encoder_output`): the log-probability of each of its tokens, end of text included, after `prefix`
+        (words heard before it, e.g. a wake word). Teacher forcing: the prefix once, then the texts in one
+        batched decoder pass, so a grammar's candidate sentences are scored against the audio without encoding
+        or decoding again. No timestamps and no prompt: texts are compared on the audio and the model's own
+        sense of language alone."""
+        tok = self.tokenizer
+        head = tok.sot_sequence(language, timestamps=False)
+        prefix_tokens = tok.encode(" " + prefix.strip()) if prefix.strip() else []
+        continuations = [tok.encode(" " + t.strip()) + [tok.special.eot] for t in texts]
+        return score_continuations(self.engine, encoder_output, head + prefix_tokens, continuations)
+
     def detect_language(self, cross_kv: CrossKV) -> str:
         tok = self.tokenizer.special
         logits, _, _ = self.engine.decode(np.array([[tok.sot]]), self.engine.empty_cache(1), cross_kv)
@@ -240,6 +256,8 @@ class Transcriber:
             for s in segments:
                 if s.end <= s.start or not s.text.strip():
                     continue
+                if opts.keep_encoder_output:
+                    s.encoder_output = cross_kv
                 s.id = seg_id
                 seg_id += 1
                 yield s

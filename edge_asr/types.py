@@ -30,9 +30,14 @@ class Segment:
     # Filled by the escalation layer; "local" unless a cloud model produced the text.
     source: str = "local"
     extra: dict = field(default_factory=dict)
+    # The window's encoder output (per-layer cross K/V), kept only when asked (`keep_encoder_output`), so
+    # texts can be scored against the audio afterwards (`Transcriber.score_texts`) without encoding again.
+    encoder_output: list | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(dataclasses.replace(self, encoder_output=None))  # no copy of the arrays
+        del d["encoder_output"]
+        return d
 
 
 @dataclass

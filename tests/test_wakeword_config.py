@@ -47,6 +47,8 @@ def test_good_config_builds_a_plan():
     ("listen:\n  commands:\n    - phrases: [hi]\n", "listen.commands[0].name"),
     ("listen:\n  capture: {max_command_s: -1}\n", "listen.capture.max_command_s"),
     ("listen:\n  verifier: cloudy\n", "listen.verifier"),
+    ("listen:\n  rescore_max_drop: -1\n", "listen.rescore_max_drop"),
+    ("listen:\n  rescore_max_drop: lots\n", "listen.rescore_max_drop"),
 ])
 def test_malformed_config_names_the_key(tmp_path, broken, key):
     config = tmp_path / "commands.yaml"

@@ -113,3 +113,34 @@ def test_a_misheard_wake_word_before_a_short_command_is_dropped():
     text, match = listener._text_and_match(Heard("And next up, close the blinds.", 0.9))  # or as a clause
     assert text == "close the blinds." and match.slots == {"action": "close"}
     assert listener._text_and_match(Heard("Tell me a joke. About blinds.", 0.9))[1] is None
+
+
+def test_candidates_expand_choices_optional_words_and_numbers_heard(grammar):
+    texts = [c.text for c in grammar.candidates("what's the weather like", limit=100)]
+    assert {"what's the weather", "what's the weather like", "what's the weather today",
+            "what's the weather like today"} <= set(texts)
+    assert {"volume up", "volume down", "volume all the way up"} <= set(texts)
+    timers = [c for c in grammar.candidates("set a timer for twenty five minutes", limit=100)
+              if c.command.name == "timer"]
+    # The number heard, as digits and as words (and the numbers inside it: "five" is one too).
+    assert {(c.text, c.slots["minutes"]) for c in timers} >= {
+        ("set a timer for 25 minutes", 25), ("set a timer for twenty five minutes", 25)}
+
+
+def test_candidates_fill_free_text_with_what_matching_heard_and_rank_by_closeness(grammar):
+    best = grammar.candidates("Turn of the kitchen light.", limit=3)
+    assert best[0].text == "turn off the kitchen lights" and best[0].slots == {"state": "off", "room": "kitchen"}
+    assert len(best) == 3
+    # No number heard: a number phrase has no candidate (it cannot be enumerated).
+    assert not [c for c in grammar.candidates("set a timer", limit=100) if c.command.name == "timer"]
+    # A free-text value that starts with an article is also tried without it.
+    g = Grammar([Command("shopping", [parse_phrase("add {item} to the shopping list")])])
+    assert [c.slots for c in g.candidates("add a milk to the shopping list")] == [
+        {"item": "a milk"}, {"item": "milk"}]
+
+
+def test_number_words():
+    from wakeword.grammar import number_words
+
+    for n in (0, 7, 13, 20, 45, 100, 305, 999):
+        assert parse_number(number_words(n).split()) == n

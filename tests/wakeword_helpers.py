@@ -20,8 +20,16 @@ def clips(label: str) -> list[Path]:
     return [WAKEWORD_DEV / row["wav"] for row in rows if row["label"] == label]
 
 
+FESTIVAL_VARIANTS = {
+    "": None,
+    "slow-high": "(begin (Parameter.set 'Duration_Stretch 1.2) (set! int_lr_params '((target_f0_mean 140) "
+                 "(target_f0_std 25) (model_f0_mean 170) (model_f0_std 34))))",
+}
+
+
 def tts(text: str, out: Path, voice: str = "espeak:en-us") -> Path:
-    """Synthesize `text` to a 16 kHz mono 16-bit WAV. voice: espeak:<voice>, flite:<voice> or festival."""
+    """Synthesize `text` to a 16 kHz mono 16-bit WAV. voice: espeak:<voice>, flite:<voice>, festival (its
+    one installed voice, kal_diphone) or festival:slow-high (the same voice 1.2x slower and pitched up)."""
     engine, _, name = voice.partition(":")
     raw = out.with_suffix(".raw.wav")
     if engine == "espeak":
@@ -29,7 +37,9 @@ def tts(text: str, out: Path, voice: str = "espeak:en-us") -> Path:
     elif engine == "flite":
         subprocess.run(["flite", "-voice", name or "slt", "-t", text, "-o", str(raw)], check=True)
     elif engine == "festival":
-        subprocess.run(["text2wave", "-o", str(raw)], input=text.encode(), check=True)
+        variant = FESTIVAL_VARIANTS[name]
+        subprocess.run(["text2wave", *(["-eval", variant] if variant else []), "-o", str(raw)],
+                       input=text.encode(), check=True)
     else:
         raise ValueError(voice)
     sox(raw, "-r", "16000", "-c", "1", "-b", "16", out)

@@ -11,6 +11,7 @@ is missing or when an extra word appears; extra words before or after the comman
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -273,6 +274,71 @@ class CommandMatch:
     phrase: Phrase
     score: float
     slots: dict[str, Any]
+    rescored: str | None = None  # the grammar sentence acoustic rescoring chose instead of the transcript
+
+
+@dataclass
+class Candidate:
+    """A sentence of the grammar: what a command would be if these words were said."""
+
+    command: Command
+    phrase: Phrase
+    slots: dict[str, Any]
+    text: str  # lower case, spelled as the phrase spells it ("what's the weather like")
+
+
+def _expand(phrase: Phrase, numbers: list[int], text_slots: dict[str, Any]):
+    """(words, slots) for every way of saying `phrase`; a phrase with a slot that has no value yields none."""
+    options: list[list[tuple[list[str], dict[str, Any]]]] = []
+    for token in _TOKEN.findall(phrase.text):
+        if token.startswith("["):
+            options.append([(token[1:-1].split(), {}), ([], {})])
+            continue
+        m = _SLOT.match(token)
+        if not m:
+            options.append([([token], {})])
+            continue
+        name, kind = m.group(1), (m.group(2) or "").strip()
+        if kind == "":
+            value = text_slots.get(name)
+            if not value:
+                return
+            values = [value]
+            first, _, rest = value.partition(" ")
+            if rest and first.lower() in _ARTICLES:
+                values.append(rest)
+            options.append([(v.split(), {name: v}) for v in values])
+        elif kind == "int":
+            if not numbers:
+                return
+            options.append([(w, {name: n}) for n in numbers for w in ([str(n)], number_words(n).split())])
+        else:
+            options.append([(o.strip().split(), {name: o.strip()}) for o in kind.split("|")])
+    for combination in itertools.product(*options):
+        spoken = [w for words, _ in combination for w in words]
+        if spoken:
+            yield spoken, {k: v for _, slots in combination for k, v in slots.items()}
+
+
+def number_words(n: int) -> str:
+    """25 -> "twenty five" (0-999; larger numbers as digits)."""
+    if not 0 <= n < 1000:
+        return str(n)
+    units = list(_UNITS)
+    tens = {v: w for w, v in _TENS.items()}
+    parts = []
+    if n >= 100:
+        parts += [units[n // 100], "hundred"]
+        n %= 100
+        if not n:
+            return " ".join(parts)
+    if n < 20:
+        parts.append(units[n])
+    else:
+        parts.append(tens[n - n % 10])
+        if n % 10:
+            parts.append(units[n % 10])
+    return " ".join(parts)
 
 
 class Grammar:
@@ -296,6 +362,28 @@ class Grammar:
     def match(self, text: str) -> CommandMatch | None:
         best = self.best(text)
         return best if best is not None and best.score >= self.min_score else None
+
+    def candidates(self, text: str, limit: int = 12) -> list[Candidate]:
+        """The command sentences of this grammar nearest to a transcript, for the transcriber to score against
+        the audio: every phrase with its optional words in or out and each choice slot as each of its
+        options; a number slot holds the numbers heard (as digits and as words), a free-text slot what
+        matching the phrase put there (and that without a leading article: "add a milk"). Ranked by how close
+        their letters are to the transcript's (so the list stays short), the nearest `limit` kept."""
+        words = normalize_words(text)
+        heard = " ".join(words)
+        numbers = sorted({v for i in range(len(words)) for k in range(1, 5)
+                          if (v := parse_number(words[i:i + k])) is not None})
+        found: dict[str, Candidate] = {}
+        for command in self.commands:
+            for phrase in command.phrases:
+                matched = match_phrase(phrase, words) if any(e.kind == "text" for e in phrase.elements) else None
+                for spoken, slots in _expand(phrase, numbers, matched.slots if matched else {}):
+                    sentence = " ".join(spoken)
+                    if sentence not in found:
+                        found[sentence] = Candidate(command, phrase, slots, sentence)
+        ranked = sorted(found.values(), key=lambda c: -SequenceMatcher(
+            None, heard, " ".join(normalize_words(c.text))).ratio())
+        return ranked[:limit]
 
     def prompt(self) -> str:
         """Text to prime the transcriber with the command vocabulary: one example sentence per command, then

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from wakeword.grammar import find_phrase
 
+# (texts, prefix) -> each text's token log-probabilities after `prefix`, given the audio just transcribed.
+ScoreTexts = Callable[[list[str], str], list[np.ndarray]]
+
 
 @dataclass
 class Heard:
     text: str
     confidence: float  # exp(mean segment avg_logprob): the transcriber's own certainty, 0..1
+    # Scores other texts against the same audio, reusing its encoder output (None: this transcriber can't).
+    score: ScoreTexts | None = field(default=None, repr=False, compare=False)
 
 
 Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
@@ -51,13 +56,18 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
         segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
                                              word_timestamps=False, condition_on_previous_text=False,
                                              initial_prompt=prompt, fast_path=fast_path, fast_path_pad_s=pad_s,
-                                             without_timestamps=unadapted)
+                                             without_timestamps=unadapted, keep_encoder_output=True)
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
         if not segments:
             return Heard("", 0.0)
         mean_logprob = sum(s.avg_logprob for s in segments) / len(segments)
-        return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3))
+        encoded = segments[-1].encoder_output  # a command is one window
+
+        def score(texts: list[str], prefix: str = "") -> list[np.ndarray]:
+            return transcriber.score_texts(encoded, texts, prefix, language)
+
+        return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3), score)
 
     return transcribe
 
