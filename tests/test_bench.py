@@ -23,7 +23,7 @@ from edge_asr.bench.data import load_dataset
 from edge_asr.bench.nonspeech import generate_nonspeech
 from edge_asr.bench.report import _pareto
 from edge_asr.bench.systems import parse_systems
-from edge_asr.model_dir import CARD, REQUIRED, ModelCard
+from edge_asr.model_dir import CARD, ModelCard
 from edge_asr.models import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,11 +87,11 @@ def bench_run(tmp_path_factory):
     # Our default model (built on first use), seen through a folder of our own so its card can be written.
     default, model = resolve_model(None), tmp / "models" / "tiny-default"
     model.mkdir(parents=True)
-    for name in REQUIRED:
-        if name == CARD:
-            (model / name).write_bytes((default / name).read_bytes())
+    for path in default.iterdir():
+        if path.name == CARD:
+            (model / CARD).write_bytes(path.read_bytes())
         else:
-            (model / name).symlink_to(default / name)
+            (model / path.name).symlink_to(path)
     # A package that cannot import, shadowing the real pocketsphinx for the worker processes.
     shadow = tmp / "shadow" / "pocketsphinx"
     shadow.mkdir(parents=True)
