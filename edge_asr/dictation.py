@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_asr.ahead import AheadOfEndpoint
 from edge_asr.errors import ConfigError
 
 SAMPLE_RATE = 16000
@@ -116,7 +117,6 @@ class _Utterance:
         self.previous: list[str] | None = None
         self.next_partial_t = 0.0
         self.partials = 0
-        self.early_final: tuple[float, list, float] | None = None  # (speech end, segments, compute_s)
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
@@ -142,6 +142,9 @@ class Dictation:
         self._utterance: _Utterance | None = None
         self._count = 0
         self._wall_start: float | None = None
+        # The final is transcribed once `tail_s` of silence is in, while the VAD waits out the rest of
+        # `trailing_silence_s`. In this loop, not on a worker thread: partials use the same transcriber.
+        self._final_ahead: AheadOfEndpoint[tuple[list, float]] = AheadOfEndpoint(self._final_of, threaded=False)
 
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[dict]:
         for frame in frames:
@@ -165,8 +168,9 @@ class Dictation:
             elif event.kind == "end" and utt is not None:
                 yield from self._finalize(utt, event.t, arrived)
                 utt = None
-        if utt is not None and self._final_audio_complete(utt):
-            utt.early_final = self._final_hypothesis(utt, self._speech_end())
+        end = self._speech_end()
+        if utt is not None and end is not None and self._final_audio_complete(end):
+            self._final_ahead.start(end, self._final_audio(utt, end))
         elif utt is not None and self.t >= utt.next_partial_t and not (self.live and self._behind()):
             event = self._partial(utt)
             if event is not None:
@@ -238,29 +242,30 @@ class Dictation:
                 "committed": " ".join(utt.committed), "tentative": " ".join(tentative),
                 "text": " ".join(utt.committed + tentative), "compute_s": round(time.monotonic() - began, 3)}
 
-    def _final_audio_complete(self, utt: _Utterance) -> bool:
+    def _final_audio_complete(self, end: float) -> bool:
         """The speaker has been silent for `tail_s`: the final's audio is all in, though the VAD is still
         waiting to call the end (and this pause is not transcribed yet)."""
-        end = self._speech_end()
-        return (end is not None and self.t - end >= self.section.tail_s - 1e-9
-                and (utt.early_final is None or utt.early_final[0] != end))
+        return self.t - end >= self.section.tail_s - 1e-9 and not self._final_ahead.started(end)
 
     def _speech_end(self) -> float | None:
         """Where the last speech frame ended, as the endpointer's end event will say it."""
         end = self.endpointer.last_speech_end
         return None if end is None else round(end, 3)
 
-    def _final_hypothesis(self, utt: _Utterance, end: float) -> tuple[float, list, float]:
-        """(end, segments, compute_s) of the final for speech ending at `end`."""
-        began = time.monotonic()
+    def _final_audio(self, utt: _Utterance, end: float) -> np.ndarray:
+        """The utterance's audio up to `tail_s` after speech ending at `end`."""
         keep = int(round((end + self.section.tail_s - utt.audio_start) * SAMPLE_RATE))
-        segments = self._transcribe(utt.audio()[: max(1, keep)], final=True)
-        return end, segments, time.monotonic() - began
+        return utt.audio()[: max(1, keep)]
+
+    def _final_of(self, audio: np.ndarray) -> tuple[list, float]:
+        """(segments, compute_s) of the final over `audio`."""
+        began = time.monotonic()
+        segments = self._transcribe(audio, final=True)
+        return segments, time.monotonic() - began
 
     def _finalize(self, utt: _Utterance, end: float, arrived: float) -> Iterator[dict]:
         self._utterance = None
-        early = utt.early_final
-        _, segments, compute_s = early if early is not None and early[0] == end else self._final_hypothesis(utt, end)
+        segments, compute_s = self._final_ahead.result(end, self._final_audio(utt, end))
         words = _words(segments)
         _, revised = extend_committed(utt.committed, words)
         # The final is the record (the line written to --output): the hypothesis over the whole utterance, not

@@ -71,12 +71,13 @@ def test_a_command_ending_in_a_number_waits_for_the_full_silence(tmp_path, trans
 def test_transcribe_ahead_transcribes_the_latest_pause(tmp_path, transcriber):
     # A new pause while the last one's job runs (the speaker went on) queues its own job instead of being
     # skipped, so the pause that ends the command always has a transcript of all of it.
-    from wakeword.verify import TranscribeAhead, local_transcriber
+    from edge_asr.ahead import AheadOfEndpoint
+    from wakeword.verify import local_transcriber
 
     audio = wake_then(tmp_path, "turn off the kitchen lights")
-    ahead = TranscribeAhead(local_transcriber(transcriber))
+    ahead = AheadOfEndpoint(local_transcriber(transcriber), threaded=True)
     ahead.start(1.0, audio[:2 * 16000])  # only the lead and the start of "alexa"
     ahead.start(4.0, audio)
-    assert ahead.heard_at(1.0) is None
-    assert "kitchen" in ahead.heard_at(4.0).text.lower()
+    assert ahead.wait(1.0) is None
+    assert "kitchen" in ahead.wait(4.0).text.lower()
     assert "kitchen" in ahead.result(4.0, audio).text.lower()  # the endpoint at that pause: no new job

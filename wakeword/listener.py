@@ -22,13 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_asr.ahead import AheadOfEndpoint
 from wakeword.actions import ActionError, CommandContext
 from wakeword.capture import CapturedCommand, CommandRecorder
 from wakeword.commands import ListenPlan, WakeWordPlan
 from wakeword.detector import SAMPLE_RATE, Detection, RingBuffer, WakeWordDetector
 from wakeword.grammar import CommandMatch, find_phrase, normalize_words
 from wakeword.rescore import AcousticRescorer
-from wakeword.verify import Heard, Transcribe, TranscribeAhead, TranscriptVerifier, Verifier
+from wakeword.verify import Heard, Transcribe, TranscriptVerifier, Verifier
 
 # Ending a command at a short pause needs a match this good: at most a slip, never a missing word.
 COMPLETE_MIN_SCORE = 0.9
@@ -77,7 +78,9 @@ class Listener:
         self.ring = RingBuffer(capture.pre_roll_s)
         self.recorder = CommandRecorder(capture)
         # Off: transcribe only after the endpoint (less CPU when speakers pause mid-command, more latency).
-        self.ahead = TranscribeAhead(self.transcribe, self.prompt) if transcribe_ahead else None
+        self.ahead: AheadOfEndpoint[Heard] | None = (
+            AheadOfEndpoint(lambda audio: self.transcribe(audio, self.prompt), threaded=True)
+            if transcribe_ahead else None)
         # Ending early needs the transcript of the pause, which only transcribe-ahead has in time.
         self.complete_silence_s = capture.complete_silence_s if self.ahead and self.grammar else None
         self.t = 0.0
@@ -133,7 +136,7 @@ class Listener:
     def _is_whole_command(self, pause: float) -> bool:
         if self.complete_silence_s is None or self.recorder.silence_s() < self.complete_silence_s - 1e-9:
             return False
-        heard = self.ahead.heard_at(pause)
+        heard = self.ahead.wait(pause)
         if heard is None:
             return False
         match = self._match(heard)

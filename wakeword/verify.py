@@ -72,51 +72,6 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
     return transcribe
 
 
-class TranscribeAhead:
-    """Transcribe a command while the speaker pauses. When the pause turns out to be the end (the endpoint
-    comes `trailing_silence_s` later), the text is ready or nearly so: most of the transcription time hides
-    inside the silence the endpointer has to wait for anyway. Jobs run one at a time on one worker thread,
-    so the transcriber is never used by two threads at once.
-    """
-
-    def __init__(self, transcribe: Transcribe, prompt: str | None = None) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._transcribe = transcribe
-        self._prompt = prompt
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe-ahead")
-        self._job = None
-        self._key: float | None = None
-
-    def start(self, speech_end_t: float, audio: np.ndarray) -> None:
-        if self._key == speech_end_t:
-            return  # already started for this pause
-        # The speaker went on after the previous pause: its job is stale. Dropped if it has not begun; one
-        # that runs is finished first (the endpoint would wait for it anyway), and this pause's job follows,
-        # so the pause that ends the command always has its own transcript, on a slow machine as on a fast one.
-        if self._job is not None:
-            self._job.cancel()
-        self._key, self._job = speech_end_t, self._pool.submit(self._transcribe, audio, self._prompt)
-
-    def heard_at(self, speech_end_t: float) -> Heard | None:
-        """The transcript of the audio up to this pause, waiting for it if it is still running (None: no job
-        for this pause). The caller's frames queue meanwhile; waiting costs no latency, as the endpoint
-        would wait for this same job, and it acts the moment the text is there, not at the next frame."""
-        job = self._job
-        if job is None or self._key != speech_end_t:
-            return None
-        return job.result()
-
-    def result(self, speech_end_t: float | None, audio: np.ndarray) -> Heard:
-        job, key = self._job, self._key
-        self._job = self._key = None
-        if job is not None:
-            heard = job.result()
-            if key == speech_end_t:  # it heard all the speech there is
-                return heard
-        return self._transcribe(audio, self._prompt)
-
-
 class Verifier(Protocol):
     def verify(self, audio: np.ndarray) -> bool: ...
 
