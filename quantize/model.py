@@ -83,7 +83,8 @@ class EncoderBlock(nn.Module):
         # A 30 s window's scores are heads x 1500 x 1500 floats (54 MB for tiny's 6 heads), held twice around
         # the softmax. One head and a third of the queries at a time, the peak is 1/18 of that, for the same
         # arithmetic (each score row is computed and normalized exactly as before: the same bits).
-        # An exported graph has the chunks of the longest context; those past a shorter input are empty.
+        # An exported graph has the chunks of the longest context; those past a shorter input are empty (written
+        # out rather than through `attention`, whose head reshape cannot infer the size of an empty chunk).
         hd = q.shape[-1] // a.n_head
         n = self.n_ctx if torch.onnx.is_in_onnx_export() else x.shape[1]
         heads = []
