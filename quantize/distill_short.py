@@ -16,7 +16,9 @@ Every few steps a full 30 s window keeps long-audio behaviour where it was.
 Status: a first run (fp32 student, 300 steps, last 2 blocks, token loss only, 57 min on the shared 2-core
 machine) reached 15.5 % on the fast path against the teacher's 12.5 % on the full window, and its own
 full-window WER rose to 18.1 %: not safe. The encoder-output matching (`kv_weight`) was added to stop
-that drift; it has only been smoke-tested (a few steps through `edge-asr shrink`), not measured.
+that drift; it has only been smoke-tested (a few steps through `edge-asr shrink`), not measured. Learned
+encoder positions appended after the short input instead of trained blocks (README, "Dictation") stopped the
+runaways but recognized no better than the fast path with its full-window re-decode: not kept.
 
 Then `measure_fast_path` scores a model directory with and without the fast path on short speech and
 records in its card whether the fast path is safe (the device uses it by default only then).
