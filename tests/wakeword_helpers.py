@@ -48,7 +48,9 @@ def tts(text: str, out: Path, voice: str = "espeak:en-us") -> Path:
 
 
 def sox(*args) -> None:
-    subprocess.run(["sox", *map(str, args)], check=True, capture_output=True)
+    # -R: repeatable. Without it sox seeds its dither (on every rate or bit-depth change) and its noise synth
+    # from the clock, so the same clip differed run to run and so did borderline results built on it.
+    subprocess.run(["sox", "-R", *map(str, args)], check=True, capture_output=True)
 
 
 def silence(out: Path, seconds: float) -> Path:
