@@ -476,10 +476,12 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
             # Unrelated requests after all commands, so each command keeps its index (its alexa clip and noise).
             rows = [(v, u) for v in voices for u in utterances] + [(v, u) for v in voices for u in unrelated]
             for i, (voice, (text, command, slots)) in enumerate(rows):
-                wav = tmp / f"{set_name}{i}.wav"
+                # "-": "heldout2" + "0" must not name the same file as "heldout" + "20" (v2 was scored on v1's
+                # clips in a run of all sets: every name from heldout20 on was already there).
+                wav = tmp / f"{set_name}-{i}.wav"
                 if not wav.exists():
                     concat(wav, silence(tmp / "lead.wav", 0.5), alexas[first_clip + i % 20],
-                           silence(tmp / "gap.wav", 0.3), tts(text, tmp / f"{set_name}{i}.cmd.wav", voice),
+                           silence(tmp / "gap.wav", 0.3), tts(text, tmp / f"{set_name}-{i}.cmd.wav", voice),
                            silence(tmp / "end.wav", 1.5))
                 audio = mix_at_snr(load_audio(wav), ("pink", "white", "brown")[i % 3], snr, seed=i)
                 events = [e for frame in open_stream(audio) for e in listener.feed(frame)]
@@ -499,7 +501,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                 if heard and heard["event"] == "command":
                     row["got"] = {"command": heard["command"], "slots": heard["slots"]}
                 if args.dump:  # what the command transcribers were given and heard, for offline study
-                    np.savez_compressed(args.dump / f"{set_name}{i}_{snr:g}.npz", **{
+                    np.savez_compressed(args.dump / f"{set_name}-{i}_{snr:g}.npz", **{
                         f"audio{k}": c[0] for k, c in enumerate(calls)},
                         meta=json.dumps({"set": set_name, "row": row, "command": command, "slots": slots,
                                          "calls": [c[1:] for c in calls]}, default=str))
