@@ -10,9 +10,10 @@ from edge_asr.errors import ModelError
 from edge_asr.model_dir import CARD, EXPORT_FORMAT, ModelCard, check_model_dir
 
 # Built-in model names -> (weights, recipe). The default is built on first use: tiny.en with the int8 recipe
-# (a quarter of the fp32 size, WER within 0.4 points of fp32 on speech-dev; README "Shrinking models for the Pi").
+# (a quarter of the fp32 size, WER within 0.4 points of fp32 on speech-dev; README "Shrinking models for the Pi")
+# and an encoder distilled for the short-utterance fast path, which is then on by default (README "Dictation").
 BUILTIN = {
-    "tiny.en-int8": ("tiny.en", "int8"),
+    "tiny.en-int8": ("tiny.en", "int8-fast"),
     "tiny.en": ("tiny.en", "fp32"),
     "base": ("base", "fp32"),
 }
@@ -40,12 +41,21 @@ def resolve_model(model: str | Path | None, cache: str | Path | None = None) -> 
         path = builtin_dir(name, cache)
         if not (path / CARD).exists():
             build_builtin(name, path)
-        elif ModelCard.load(path).export_format < EXPORT_FORMAT and _can_build():
-            build_builtin(name, path, reason="exported by an older edge-asr; rebuilding")
+        elif _can_build() and (reason := _outdated(ModelCard.load(path), name)):
+            build_builtin(name, path, reason=reason)
         return path
     path = Path(name).expanduser()
     check_model_dir(path)
     return path
+
+
+def _outdated(card: ModelCard, name: str) -> str | None:
+    """Why a cached built-in model must be rebuilt by this edge-asr, if it must."""
+    if card.export_format < EXPORT_FORMAT:
+        return "exported by an older edge-asr; rebuilding"
+    if card.recipe.get("name") != BUILTIN[name][1]:
+        return f"built with recipe '{card.recipe.get('name')}', now '{BUILTIN[name][1]}'; rebuilding"
+    return None
 
 
 def _can_build() -> bool:

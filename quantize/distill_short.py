@@ -400,6 +400,83 @@ def measure_step(ctx, opts: MeasureFastPathOptions) -> None:
     measure_fast_path(ctx.out, tolerance_pt=opts.tolerance_pt, log=print if ctx.progress else (lambda *_: None))
 
 
+# --- shipping a distilled encoder ---------------------------------------------------------------------------
+
+@dataclass
+class DistilledEncoderOptions:
+    # An encoder written by `python -m quantize.distill_short --save-encoder FILE`: a name beside the built-in
+    # recipes (quantize/recipes/) or a path.
+    file: str = ""
+
+
+def save_encoder(model, source_sha256: str, source_state: dict, path: Path, info: dict) -> None:
+    """The encoder tensors that distillation changed, as differences from the source weights (int8 per row for
+    matrices, float32 otherwise: the differences are small, so 8 bits lose nothing the int8 model keeps), with
+    the source's hash (they only make sense on those weights) and `info` (how it was trained and measured)."""
+    import json
+
+    arrays = {}
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("encoder."):
+            continue
+        delta = (tensor.float() - source_state[name].float()).numpy()
+        if not np.any(delta):
+            continue
+        if delta.ndim == 2:
+            scale = np.abs(delta).max(axis=1, keepdims=True) / 127
+            scale[scale == 0] = 1.0
+            arrays[f"{name}|q"] = np.round(delta / scale).astype(np.int8)
+            arrays[f"{name}|scale"] = scale.astype(np.float32)
+        else:
+            arrays[f"{name}|delta"] = delta.astype(np.float32)
+    meta = {"format": 1, "source_sha256": source_sha256, **info}
+    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+
+
+def apply_encoder(model, source_sha256: str, path: Path) -> dict:
+    """Add a saved encoder's differences to `model` (built from the same source weights); returns its info."""
+    import json
+
+    import torch
+
+    from edge_asr.errors import ModelError
+
+    if not path.exists():
+        raise ModelError(f"{path}: no such distilled encoder file")
+    z = np.load(path)
+    meta = json.loads(z["meta"].tobytes())
+    if meta.get("source_sha256") != source_sha256:
+        raise ModelError(f"{path.name} was distilled from other weights (sha256 {meta.get('source_sha256', '?')[:12]}, "
+                         f"these are {source_sha256[:12]})")
+    state = model.state_dict()
+    with torch.no_grad():
+        for key in z.files:
+            name, kind = key.rsplit("|", 1) if "|" in key else (key, "")
+            if kind == "q":
+                delta = z[key].astype(np.float32) * z[f"{name}|scale"]
+            elif kind == "delta":
+                delta = z[key]
+            else:
+                continue
+            state[name].add_(torch.from_numpy(delta))
+    return meta
+
+
+def encoder_step(ctx, opts: DistilledEncoderOptions) -> None:
+    """Recipe step `distilled_encoder` (a torch step, before `export`). The file's fast-path verdict goes into
+    the card only when this recipe is the one it was measured under (the int8 model, not an fp32 export)."""
+    from quantize.recipe import RECIPES_DIR
+
+    path = Path(opts.file).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = RECIPES_DIR / opts.file
+    meta = apply_encoder(ctx.torch_model(), ctx.weights.sha256, path)
+    ctx.report["distilled_encoder"] = {"file": path.name, **meta.get("training", {})}
+    fast_path = meta.get("fast_path", {})
+    if fast_path.get("recipe") == ctx.recipe.name:
+        ctx.report["fast_path"] = {k: v for k, v in fast_path.items() if k != "recipe"}
+
+
 # --- measuring the fast path --------------------------------------------------------------------------------
 
 def short_eval_set(min_s: float = 1.5, max_s: float = 5.0, tts_cache: Path | None = None,

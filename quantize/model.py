@@ -46,7 +46,7 @@ def heads_attention(q: Tensor, k_t: Tensor, v: Tensor, n_head: int, causal: bool
     if causal and tq > 1:
         tk = k_t.shape[3]
         # query i (at absolute position tk - tq + i) may see keys up to that position
-        mask = torch.ones(tq, tk, dtype=torch.bool).tril(tk - tq)
+        mask = torch.ones(tq, tk, dtype=torch.bool, device=scores.device).tril(tk - tq)
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)
     out = (weights @ v).transpose(1, 2).reshape(b, tq, d)

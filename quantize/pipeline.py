@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_asr.model_dir import TOKENIZER, ModelCard
+from edge_asr.model_dir import TOKENIZER, FastPath, ModelCard
 from quantize.calibration import CalibrationSet, teacher_tokens
 from quantize.recipe import Recipe, load_recipe, require_calibration
 from quantize.weights import SourceWeights, load_weights
@@ -184,6 +184,12 @@ def _distill_short(ctx: BuildContext, p) -> None:
     recipe_step(ctx, p)
 
 
+def _distilled_encoder(ctx: BuildContext, p) -> None:
+    from quantize.distill_short import encoder_step
+
+    encoder_step(ctx, p)
+
+
 def _measure_fast_path(ctx: BuildContext, p) -> None:
     from quantize.distill_short import measure_step
 
@@ -200,6 +206,7 @@ STEP_RUNNERS = {
     "quantize_int4": _quantize_int4,
     "distill_short": _distill_short,
     "measure_fast_path": _measure_fast_path,
+    "distilled_encoder": _distilled_encoder,
 }
 
 
@@ -213,11 +220,13 @@ def _finish_card(ctx: BuildContext, name: str) -> None:
         card.recipe["kept_float"] = list(ctx.flagged)
     if ctx.calibration is not None:
         card.recipe["calibration"] = ctx.calibration.card()
-    card.recipe.update({k: v for k, v in ctx.report.items() if k != "sensitivity"})
+    card.recipe.update({k: v for k, v in ctx.report.items() if k not in ("sensitivity", "fast_path")})
     if "sensitivity" in ctx.report:
         card.metrics["sensitivity"] = ctx.report["sensitivity"]
     if "distill_short" in ctx.report and not card.fast_path.measured:  # measure_fast_path sets its own pad
         card.fast_path.pad_s = ctx.report["distill_short"]["pad_s"]
+    if "fast_path" in ctx.report:  # a distilled encoder's verdict, measured under this recipe
+        card.fast_path = FastPath(**ctx.report["fast_path"])
     card.save(ctx.out)  # also records every file's size
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from edge_asr.config import from_dict, read_yaml
 from edge_asr.errors import ConfigError
-from quantize.distill_short import DistillShortOptions, MeasureFastPathOptions
+from quantize.distill_short import DistilledEncoderOptions, DistillShortOptions, MeasureFastPathOptions
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -114,8 +114,9 @@ STEPS: dict[str, type] = {
     "quantize_int4": QuantizeInt4Step,
     "distill_short": DistillShortOptions,  # fine-tune for the short-utterance fast path (its own audio)
     "measure_fast_path": MeasureFastPathOptions,  # score the fast path on short speech, write the card's verdict
+    "distilled_encoder": DistilledEncoderOptions,  # a shipped distill_short encoder (and its measured verdict)
 }
-TORCH_STEPS = ("prune", "distill", "distill_short")
+TORCH_STEPS = ("prune", "distill", "distill_short", "distilled_encoder")
 NEEDS_CALIBRATION = ("prune", "distill", "quantize_static", "sensitivity")
 
 

@@ -129,3 +129,59 @@ def test_fast_path_recipe_steps_parse_and_fail_on_one_line():
         parse_recipe({"name": "x", "steps": [{"export": {}}, {"distill_short": {}}]})
     with pytest.raises(ConfigError, match=r"unknown key 'steps\[0\]\.distill_short\.stepz'"):
         parse_recipe({"name": "x", "steps": [{"distill_short": {"stepz": 3}}]})
+
+
+def test_the_default_model_ships_a_distilled_encoder_and_takes_the_fast_path(transcriber):
+    """tiny.en-int8 is built with `distilled_encoder`: its card carries the verdict measured for that encoder,
+    so a short file goes through the fast path without being asked to."""
+    assert transcriber.card.recipe["name"] == "int8-fast"
+    assert transcriber.card.recipe["distilled_encoder"]["file"] == "tiny.en-fast-encoder.npz"
+    fast_path = transcriber.card.fast_path
+    assert fast_path.safe and fast_path.pad_s == 1.0 and fast_path.measured["real"]["wer_fast"] > 0
+    path = SPEECH_DEV / "speechbrain_example1.wav"  # 3.3 s
+    with encoder_inputs(transcriber) as frames:
+        segments, info = transcriber.transcribe(path, temperature=0.0)
+        text = "".join(s.text for s in segments)
+    assert info.options["fast_path"] is True and frames == [fast_path_frames(330, 1.0)]  # 5 s, not 30
+    assert wer(["the birch canoe slid on the smooth planks"], [text]) == 0, text
+
+
+def test_the_shipped_verdict_holds_when_measured_again(model_dir):
+    """The measurement behind the default's `fast_path.safe`, re-run on the model CI just built: on the 31 real
+    short recordings and the 36 synthesized commands alike, the fast path within 0.5 WER points of the full
+    window."""
+    from quantize.distill_short import measure_fast_path
+
+    measured = measure_fast_path(model_dir, write=False, log=lambda *_: None)
+    assert measured["safe"], measured
+    shipped = ModelCard.load(model_dir).fast_path.measured
+    # Another CPU's kernels may round differently and flip a word or two, not more.
+    assert abs(measured["wer_fast"] - shipped["wer_fast"]) <= 1.0, (measured, shipped)
+
+
+def test_a_distilled_encoder_refuses_other_weights(tmp_path):
+    """Its tensors are differences from tiny.en's: added to other weights they would be noise."""
+    import pytest
+
+    from edge_asr.errors import ModelError
+    from quantize.distill_short import apply_encoder
+    from quantize.export import build_model
+    from quantize.recipe import RECIPES_DIR
+    from quantize.weights import load_weights
+
+    model = build_model(load_weights("tiny.en"))
+    with pytest.raises(ModelError, match="distilled from other weights"):
+        apply_encoder(model, "0" * 64, RECIPES_DIR / "tiny.en-fast-encoder.npz")
+    with pytest.raises(ModelError, match="no such distilled encoder file"):
+        apply_encoder(model, "0" * 64, tmp_path / "missing.npz")
+
+
+def test_a_default_model_built_by_an_older_recipe_is_rebuilt():
+    from edge_asr.model_dir import EXPORT_FORMAT
+    from edge_asr.models import _outdated
+
+    card = ModelCard.__new__(ModelCard)
+    card.export_format, card.recipe = EXPORT_FORMAT, {"name": "int8"}
+    assert "now 'int8-fast'" in _outdated(card, "tiny.en-int8")
+    card.recipe = {"name": "int8-fast"}
+    assert _outdated(card, "tiny.en-int8") is None
