@@ -48,6 +48,8 @@ from edge_asr.confidence import (  # noqa: E402
     reliability_table,
     utterance_features,
 )
+from edge_asr.model_dir import ModelCard  # noqa: E402
+from edge_asr.models import resolve_model  # noqa: E402
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50
@@ -192,6 +194,7 @@ def fit_confidence(clips, local, args) -> tuple[ConfidenceModel, dict[str, float
               f"      {r['accuracy']:.3f}")
     meta = {
         "local_model": next(iter(local.values()))["model"],
+        "local_recipe": ModelCard.load(resolve_model(args.model)).recipe.get("name"),
         "label": f"utterance WER <= {args.label_max_wer:g} after Whisper English normalization; "
                  "non-speech: no words",
         "label_max_wer": args.label_max_wer,
