@@ -32,7 +32,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SPEECH_DEV = REPO.parent / "shared" / "data" / "speech-dev"
-VARIANTS = ["fp32", "int8", "int8-static", "int4", "pruned-int8"]
+VARIANTS = ["fp32", "int8", "int8-fast", "int8-static", "int4", "pruned-int8"]
 CALIBRATED = {"int8-static", "pruned-int8"}
 FW = "faster-whisper int8"
 
