@@ -216,7 +216,7 @@ def training_clips(opts: DistillShortOptions, cache: Path) -> list[np.ndarray]:
         clips.append(np.clip(clip, -1, 1).astype(np.float32))
     for _ in range(len(base) // 5):
         clips.append(np.concatenate(rng.sample(clips[: len(base)], rng.choice((2, 3)))))
-    for clip in rng.sample(clips, len(clips) // 4):
+    for clip in rng.sample(clips, int(len(clips) * opts.truncated)):
         if len(clip) > 16000:
             clips.append(clip[: rng.randrange(8000, len(clip))])
     return clips
