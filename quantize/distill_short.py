@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import random
 import shutil
 import tempfile
@@ -473,8 +474,6 @@ def save_encoder(model, source_sha256: str, source_state: dict, path: Path, info
     """The encoder tensors that distillation changed, as differences from the source weights (int8 per row for
     matrices, float32 otherwise: the differences are small, so 8 bits lose nothing the int8 model keeps), with
     the source's hash (they only make sense on those weights) and `info` (how it was trained and measured)."""
-    import json
-
     arrays = {}
     for name, tensor in model.state_dict().items():
         if not name.startswith("encoder."):
@@ -489,8 +488,7 @@ def save_encoder(model, source_sha256: str, source_state: dict, path: Path, info
             arrays[f"{name}|scale"] = scale.astype(np.float32)
         else:
             arrays[f"{name}|delta"] = delta.astype(np.float32)
-    meta = {"format": 1, "source_sha256": source_sha256, **info}
-    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    _write_encoder(path, {"format": 1, "source_sha256": source_sha256, **info}, arrays)
 
 
 def apply_encoder(model, source_sha256: str, path: Path) -> dict:
@@ -520,9 +518,11 @@ def apply_encoder(model, source_sha256: str, path: Path) -> dict:
     return meta
 
 
-def _read_encoder(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    import json
+def _write_encoder(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
 
+
+def _read_encoder(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     z = np.load(path)
     return json.loads(z["meta"].tobytes()), {k: z[k] for k in z.files if k != "meta"}
 
@@ -530,12 +530,10 @@ def _read_encoder(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 def record_verdict(path: Path, recipe: str, measured: dict) -> None:
     """Store a measurement of the fast path (measure_fast_path's result) in an encoder file: a recipe of that
     name that uses the file then writes it into its model's card."""
-    import json
-
     meta, arrays = _read_encoder(path)
     meta["fast_path"] = {"recipe": recipe, "safe": measured["safe"], "pad_s": measured["pad_s"],
                          "measured": {k: v for k, v in measured.items() if k != "safe"}}
-    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    _write_encoder(path, meta, arrays)
 
 
 def encoder_step(ctx, opts: DistilledEncoderOptions) -> None:
