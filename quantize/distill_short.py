@@ -470,12 +470,13 @@ class DistilledEncoderOptions:
     file: str = ""
 
 
-def save_encoder(model, source_sha256: str, source_state: dict, path: Path, info: dict) -> None:
-    """The encoder tensors that distillation changed, as differences from the source weights (int8 per row for
-    matrices, float32 otherwise: the differences are small, so 8 bits lose nothing the int8 model keeps), with
-    the source's hash (they only make sense on those weights) and `info` (how it was trained and measured)."""
+def save_encoder(state: dict, source_sha256: str, source_state: dict, path: Path, info: dict) -> None:
+    """The encoder tensors of `state` (a distilled model's state dict) that differ from the source weights, as
+    differences (int8 per row for matrices, float32 otherwise: they are small, so 8 bits lose nothing the int8
+    model keeps), with the source's hash (they only make sense on those weights) and `info` (how it was trained
+    and measured)."""
     arrays = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in state.items():
         if not name.startswith("encoder."):
             continue
         delta = (tensor.float() - source_state[name].float()).numpy()
@@ -560,7 +561,7 @@ def short_eval_set(min_s: float = 1.5, max_s: float = 5.0, tts_cache: Path | Non
     import csv
 
     from edge_asr.audio import load_audio
-    from quantize.tts import EVAL_COMMANDS, VOICES, synthesize_cached
+    from quantize.tts import EVAL_COMMANDS
 
     items = []
     manifest = DATA / "speech-dev" / "manifest.tsv"
@@ -662,10 +663,8 @@ def main(argv: list[str] | None = None) -> int:
             export_model_dir(weights, teacher, name="teacher")
         student, report = distill_short(weights, teacher, opts)
         if args.save_encoder:
-            from quantize.export import build_model
-
             info = {"training": {**dataclasses.asdict(opts), **report}}
-            save_encoder(build_model(student), weights.sha256, weights.state_dict, args.save_encoder, info)
+            save_encoder(student.state_dict, weights.sha256, weights.state_dict, args.save_encoder, info)
         if args.out is None:
             return 0
         recipe = {"name": "fp32+distill_short", "steps": [
