@@ -444,7 +444,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                 text, match = listener._text_and_match(heard)
                 wide = AcousticRescorer(listener.grammar, limit=200)
                 started = time.monotonic()
-                free, candidates, scores = wide.scored(heard.text, text, heard.score)
+                free, candidates, scores = wide.scored(heard, text)
                 data = {"command_text": text, "free": free, "seconds": time.monotonic() - started,
                         "match": [match.command.name, match.slots, match.score] if match else None,
                         "candidates": [[c.command.name, c.slots, c.text] for c in candidates],

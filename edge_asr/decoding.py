@@ -303,3 +303,20 @@ def score_continuations(engine: WhisperEngine, cross_kv: CrossKV, prefix: list[i
             scores.append(np.array(rows, dtype=np.float64))
     return scores
 
+
+def next_token_logprobs(engine: WhisperEngine, cross_kv: CrossKV, prefix: list[int], contexts: list[list[int]],
+                        tokens: list[int]) -> np.ndarray:
+    """(contexts, tokens): the log-probability of each token coming right after `prefix` + each context, given
+    one window's encoder output. What the audio says next, for every option at once, from one decoder pass:
+    a grammar's number slot asks which number follows "set a timer for" without scoring 100 sentences."""
+    # The prefix's last token starts every row, so an empty context asks what follows the prefix itself.
+    cache = engine.empty_cache(1)
+    if len(prefix) > 1:
+        _, cache, _ = engine.decode(np.array([prefix[:-1]]), cache, cross_kv)
+    rows = [prefix[-1:] + c for c in contexts]
+    batch = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)
+    for k, r in enumerate(rows):
+        batch[k, :len(r)] = r
+    logits, _, _ = engine.decode(batch, np.repeat(cache, len(rows), axis=1), cross_kv)
+    last = logits[np.arange(len(rows)), [len(r) - 1 for r in rows]].astype(np.float32)
+    return log_softmax(last)[:, tokens]

@@ -15,7 +15,14 @@ import numpy as np
 
 from edge_asr.alignment import align_words
 from edge_asr.audio import AudioSource, audio_info, stream_audio
-from edge_asr.decoding import DecodingOptions, DecodingResult, WindowDecoder, log_softmax, score_continuations
+from edge_asr.decoding import (
+    DecodingOptions,
+    DecodingResult,
+    WindowDecoder,
+    log_softmax,
+    next_token_logprobs,
+    score_continuations,
+)
 from edge_asr.engine import CrossKV, WhisperEngine
 from edge_asr.frontend import FRAMES_PER_SECOND, HOP, N_FRAMES, SAMPLE_RATE, log_mel
 from edge_asr.model_dir import TOKENIZER, ModelCard
@@ -180,6 +187,18 @@ class Transcriber:
         prefix_tokens = tok.encode(" " + prefix.strip()) if prefix.strip() else []
         continuations = [tok.encode(" " + t.strip()) + [tok.special.eot] for t in texts]
         return score_continuations(self.engine, encoder_output, head + prefix_tokens, continuations)
+
+    def next_word_logprobs(self, encoder_output: CrossKV, contexts: list[str], words: list[str], prefix: str = "",
+                           language: str | None = "en") -> np.ndarray:
+        """(contexts, words): how likely each word is to be spoken right after each context, in a window
+        already encoded: the log-probability of the word's first token (a whole word where it is one token,
+        as " 7" and " 45" are). Teacher forcing as in `score_texts`."""
+        tok = self.tokenizer
+        head = tok.sot_sequence(language, timestamps=False)
+        prefix_tokens = tok.encode(" " + prefix.strip()) if prefix.strip() else []
+        return next_token_logprobs(self.engine, encoder_output, head + prefix_tokens,
+                                   [tok.encode(" " + c.strip()) if c.strip() else [] for c in contexts],
+                                   [tok.encode(" " + w.strip())[0] for w in words])
 
     def detect_language(self, cross_kv: CrossKV) -> str:
         tok = self.tokenizer.special

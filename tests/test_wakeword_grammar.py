@@ -131,12 +131,28 @@ def test_candidates_fill_free_text_with_what_matching_heard_and_rank_by_closenes
     best = grammar.candidates("Turn of the kitchen light.", limit=3)
     assert best[0].text == "turn off the kitchen lights" and best[0].slots == {"state": "off", "room": "kitchen"}
     assert len(best) == 3
-    # No number heard: a number phrase has no candidate (it cannot be enumerated).
+    # No number heard: a number phrase has no candidate, unless the audio suggests numbers for it.
     assert not [c for c in grammar.candidates("set a timer", limit=100) if c.command.name == "timer"]
+    suggested = [c for c in grammar.candidates("set a timer", limit=100, numbers=(7,)) if c.command.name == "timer"]
+    assert {(c.text, c.slots["minutes"]) for c in suggested} == {
+        ("set a timer for 7 minutes", 7), ("set a timer for seven minutes", 7)}
     # A free-text value that starts with an article is also tried without it.
     g = Grammar([Command("shopping", [parse_phrase("add {item} to the shopping list")])])
     assert [c.slots for c in g.candidates("add a milk to the shopping list")] == [
         {"item": "a milk"}, {"item": "milk"}]
+
+
+def test_number_contexts_are_the_words_before_each_number_slot():
+    g = Grammar([
+        Command("timer", [parse_phrase("set a timer for {minutes:int} minutes"),
+                          parse_phrase("start a {minutes:int} minute timer")]),
+        Command("alarm", [parse_phrase("[please] {verb:wake me|get me} up at {hour:int} [o'clock]")]),
+        Command("count", [parse_phrase("{n:int} push ups")]),
+        Command("note", [parse_phrase("remind me to {task} in {minutes:int} minutes")]),  # free text first: out
+        Command("lights", [parse_phrase("turn {state:on|off} the lights")]),
+    ])
+    assert g.number_contexts() == ["set a timer for", "start a", "please wake me up at", "please get me up at",
+                                   "wake me up at", "get me up at", ""]
 
 
 def test_number_words():

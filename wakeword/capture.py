@@ -20,6 +20,7 @@ class CapturedCommand:
     outcome: Outcome
     speech_end_t: float | None  # stream time where the last speech ended (None: no speech)
     t: float  # stream time when capture stopped
+    command_start: int = 0  # where the audio recorded after the detection begins (the pre-roll's length)
 
 
 class CommandRecorder:
@@ -31,12 +32,14 @@ class CommandRecorder:
         self.active = False
         self._chunks: list[np.ndarray] = []
         self._start_t = self._wait_from = 0.0
+        self._pre_roll = 0
 
     def start(self, pre_roll: np.ndarray, t: float) -> None:
         """Begin at stream time `t` (the detection). The VAD starts fresh there: the wake word itself, which
         ended just before, must not count as the start of the command."""
         self.endpointer.reset(t)
         self._chunks = [pre_roll]
+        self._pre_roll = len(pre_roll)
         self._start_t = self._wait_from = t
         self.active = True
 
@@ -93,4 +96,4 @@ class CommandRecorder:
         self.active = False
         audio = self.audio()
         self._chunks = []
-        return CapturedCommand(audio, outcome, speech_end_t, round(self.endpointer.t, 3))
+        return CapturedCommand(audio, outcome, speech_end_t, round(self.endpointer.t, 3), self._pre_roll)

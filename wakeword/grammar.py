@@ -289,8 +289,12 @@ class Candidate:
 
 def _expand(phrase: Phrase, numbers: list[int], text_slots: dict[str, Any]):
     """(words, slots) for every way of saying `phrase`; a phrase with a slot that has no value yields none."""
+    yield from _expand_tokens(_TOKEN.findall(phrase.text), numbers, text_slots)
+
+
+def _expand_tokens(tokens: list[str], numbers: list[int], text_slots: dict[str, Any]):
     options: list[list[tuple[list[str], dict[str, Any]]]] = []
-    for token in _TOKEN.findall(phrase.text):
+    for token in tokens:
         if token.startswith("["):
             options.append([(token[1:-1].split(), {}), ([], {})])
             continue
@@ -318,6 +322,12 @@ def _expand(phrase: Phrase, numbers: list[int], text_slots: dict[str, Any]):
         spoken = [w for words, _ in combination for w in words]
         if spoken:
             yield spoken, {k: v for _, slots in combination for k, v in slots.items()}
+
+
+def _slot_kind(token: str) -> str | None:
+    """"int", "" (free text) or the choices of a slot token; None for words and optional words."""
+    m = _SLOT.match(token)
+    return (m.group(2) or "").strip() if m else None
 
 
 def number_words(n: int) -> str:
@@ -363,16 +373,17 @@ class Grammar:
         best = self.best(text)
         return best if best is not None and best.score >= self.min_score else None
 
-    def candidates(self, text: str, limit: int = 12) -> list[Candidate]:
+    def candidates(self, text: str, limit: int = 12, numbers: tuple[int, ...] = ()) -> list[Candidate]:
         """The command sentences of this grammar nearest to a transcript, for the transcriber to score against
         the audio: every phrase with its optional words in or out and each choice slot as each of its
-        options; a number slot holds the numbers heard (as digits and as words), a free-text slot what
-        matching the phrase put there (and that without a leading article: "add a milk"). Ranked by how close
-        their letters are to the transcript's (so the list stays short), the nearest `limit` kept."""
+        options; a number slot holds the numbers heard (as digits and as words) and `numbers` (what the audio
+        suggests where the transcript has none: see `number_contexts`), a free-text slot what matching the
+        phrase put there (and that without a leading article: "add a milk"). Ranked by how close their
+        letters are to the transcript's (so the list stays short), the nearest `limit` kept."""
         words = normalize_words(text)
         heard = " ".join(words)
         numbers = sorted({v for i in range(len(words)) for k in range(1, 5)
-                          if (v := parse_number(words[i:i + k])) is not None})
+                          if (v := parse_number(words[i:i + k])) is not None} | set(numbers))
         found: dict[str, Candidate] = {}
         for command in self.commands:
             for phrase in command.phrases:
@@ -384,6 +395,25 @@ class Grammar:
         ranked = sorted(found.values(), key=lambda c: -SequenceMatcher(
             None, heard, " ".join(normalize_words(c.text))).ratio())
         return ranked[:limit]
+
+    def number_contexts(self) -> list[str]:
+        """What is said before a number slot ("set a timer for", "start a", "wake me up at"): each phrase's words
+        up to its first number slot, optional words in or out, each choice as each option. The transcriber
+        is asked which number follows each (a number it did not hear as one: "seven o'clock" written "a scene
+        with a cloth"). Phrases with free text before the number are left out: nothing fixes those words."""
+        contexts: list[str] = []
+        for command in self.commands:
+            for phrase in command.phrases:
+                tokens = _TOKEN.findall(phrase.text)
+                kinds = [_slot_kind(t) for t in tokens]
+                if "int" not in kinds or "" in kinds[:kinds.index("int")]:
+                    continue
+                before = tokens[:kinds.index("int")]
+                said = [" ".join(spoken) for spoken, _ in _expand_tokens(before, [], {})]
+                if all(t.startswith("[") for t in before):  # the number may come first
+                    said.append("")
+                contexts += [c for c in dict.fromkeys(said) if c not in contexts]
+        return contexts
 
     def prompt(self) -> str:
         """Text to prime the transcriber with the command vocabulary: one example sentence per command, then

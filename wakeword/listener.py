@@ -189,6 +189,11 @@ class Listener:
         else:
             heard = self.transcribe(captured.audio, self.prompt)
         text, match = self._text_and_match(heard)
+        if not text and captured.command_start:
+            # The transcriber may stop at the pause after the wake word ("Alexa." and nothing more, though
+            # the capture holds a command): hear what came after the detection on its own.
+            heard = self.transcribe(captured.audio[captured.command_start:], self.prompt)
+            text, match = self._text_and_match(heard)
         match = self._rescored(heard, text, match)
         if self.full_window is not None and self.grammar is not None and match is None:
             # The fast path hears a little worse than the full window (an unadapted model on a short

@@ -17,9 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from wakeword.grammar import Candidate, Grammar
-from wakeword.verify import Heard, ScoreTexts
+from wakeword.verify import Heard
 
 _END = re.compile(r"[.!?]$")
+# The numbers a number slot is asked about: each is one token of Whisper's vocabulary (" 7", " 45", up to
+# " 361"), so one next-token distribution scores them all.
+NUMBERS = [str(n) for n in range(301)]
+NUMBERS_PER_CONTEXT = 2
 
 
 @dataclass
@@ -34,26 +38,36 @@ class AcousticRescorer:
         self.grammar = grammar
         self.max_drop = max_drop
         self.limit = limit
+        self.number_contexts = grammar.number_contexts()
 
-    def scored(self, heard_text: str, command_text: str,
-               score: ScoreTexts) -> tuple[str, list[Candidate], list[np.ndarray]]:
+    def scored(self, heard: Heard, command_text: str) -> tuple[str, list[Candidate], list[np.ndarray]]:
         """(what the transcript's command is scored as, the candidates, token log-probabilities of that text
         and then of each candidate). The words heard before the command (the wake word) are the prefix."""
-        at = heard_text.find(command_text) if command_text else -1
-        prefix = heard_text[:at] if at > 0 else ""
-        end = _END.search(heard_text.rstrip())
+        at = heard.text.find(command_text) if command_text else -1
+        prefix = heard.text[:at] if at > 0 else ""
+        end = _END.search(heard.text.rstrip())
         free = command_text.strip() + (end.group() if end and not _END.search(command_text.strip()) else "")
-        candidates = self.grammar.candidates(command_text, self.limit)
         capital = free[:1].isupper()
+        candidates = self.grammar.candidates(command_text, self.limit, self.numbers_heard(heard, prefix, capital))
         texts = [_styled(c.text, capital, end.group() if end else "") for c in candidates]
-        return free, candidates, score([free, *texts], prefix)
+        return free, candidates, heard.score([free, *texts], prefix)
+
+    def numbers_heard(self, heard: Heard, prefix: str, capital: bool) -> tuple[int, ...]:
+        """The numbers the audio most supports after each phrase's words before a number slot (the likeliest
+        `NUMBERS_PER_CONTEXT` of 0-300 each): a number the transcript did not write as one ("set an alarm
+        for a scene with a cloth") is then among the candidates ("set an alarm for 7 o'clock")."""
+        if not self.number_contexts or heard.next_words is None:
+            return ()
+        logprobs = heard.next_words([_styled(c, capital, "") for c in self.number_contexts], NUMBERS, prefix)
+        best = np.argsort(-logprobs, axis=1)[:, :NUMBERS_PER_CONTEXT]
+        return tuple(sorted({int(NUMBERS[i]) for i in best.ravel()}))
 
     def rescore(self, heard: Heard, command_text: str) -> Rescored | None:
         """The grammar sentence the audio supports best, if it is within `max_drop` of the transcript per
         token; None otherwise, or when the transcriber cannot score texts."""
         if heard.score is None or not command_text.strip():
             return None
-        free, candidates, scores = self.scored(heard.text, command_text, heard.score)
+        free, candidates, scores = self.scored(heard, command_text)
         if not candidates:
             return None
         means = [float(s.mean()) for s in scores]

@@ -18,6 +18,8 @@ from wakeword.grammar import find_phrase
 
 # (texts, prefix) -> each text's token log-probabilities after `prefix`, given the audio just transcribed.
 ScoreTexts = Callable[[list[str], str], list[np.ndarray]]
+# (contexts, words, prefix) -> (contexts, words) log-probabilities of each word coming next after each context.
+NextWords = Callable[[list[str], list[str], str], np.ndarray]
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Heard:
     confidence: float  # exp(mean segment avg_logprob): the transcriber's own certainty, 0..1
     # Scores other texts against the same audio, reusing its encoder output (None: this transcriber can't).
     score: ScoreTexts | None = field(default=None, repr=False, compare=False)
+    next_words: NextWords | None = field(default=None, repr=False, compare=False)
 
 
 Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
@@ -67,7 +70,10 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
         def score(texts: list[str], prefix: str = "") -> list[np.ndarray]:
             return transcriber.score_texts(encoded, texts, prefix, language)
 
-        return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3), score)
+        def next_words(contexts: list[str], words: list[str], prefix: str = "") -> np.ndarray:
+            return transcriber.next_word_logprobs(encoded, contexts, words, prefix, language)
+
+        return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3), score, next_words)
 
     return transcribe
 
