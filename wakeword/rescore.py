@@ -6,7 +6,8 @@ scored by the transcriber's decoder against the encoder output it already comput
 batched pass, no sampling), next to the transcript itself. Per token, a sentence that the audio supports
 about as well as what the decoder wrote freely is what was said: "put on some rough music" becomes "put on
 some rock music". A request that is no command scores far below its own transcript with every sentence of
-the grammar and stays no match.
+the grammar and stays no match. Number slots cannot be listed sentence by sentence, so the decoder is first
+asked which numbers follow the words before each number slot, and the likeliest fill the candidates.
 """
 
 from __future__ import annotations
