@@ -47,7 +47,13 @@ from edge_asr.confidence import (  # noqa: E402
     has_words,
     reliability_table,
 )
-from edge_asr.escalation import EscalationPolicy, takes_cloud, wants_cloud, within_share  # noqa: E402
+from edge_asr.escalation import (  # noqa: E402
+    EscalationPolicy,
+    EscalationSection,
+    takes_cloud,
+    wants_cloud,
+    within_share,
+)
 from edge_asr.types import Segment, Word  # noqa: E402
 
 TOKEN = "bench-" + os.urandom(8).hex()
@@ -652,8 +658,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None,
                     help="only N speech-dev utterances (a fixed random sample)")
     ap.add_argument("--nonspeech", type=int, default=60)
-    ap.add_argument("--max-share", type=float, default=0.25)
-    ap.add_argument("--burst-s", type=float, default=30.0)
+    ap.add_argument("--max-share", type=float, default=EscalationSection.max_share)
+    ap.add_argument("--burst-s", type=float, default=EscalationSection.burst_s)
     ap.add_argument("--live", type=int, default=24, help="utterances routed live through the policy")
     ap.add_argument("--timeout", type=float, default=3.0, help="policy deadline for the cloud-down part")
     ap.add_argument("--down-utterances", type=int, default=20)

@@ -73,9 +73,8 @@ def same_as_shipped(confidence, benefit) -> bool:
     shipped = json.loads(Path(DEFAULT_COEFFICIENTS).read_text())
     mine = {**confidence.to_dict(), "benefit": benefit.to_dict()}
     keys = ("mean", "scale", "weights", "bias", "default_threshold")
-    close = [np.allclose(np.array(mine[k], float), np.array(shipped[k], float)) for k in keys]
-    close += [np.allclose(np.array(mine["benefit"][k], float), np.array(shipped["benefit"][k], float)) for k in keys]
-    return all(close)
+    pairs = [(mine[k], shipped[k]) for k in keys] + [(mine["benefit"][k], shipped["benefit"][k]) for k in keys]
+    return all(np.shape(a) == np.shape(b) and np.allclose(np.array(a, float), np.array(b, float)) for a, b in pairs)
 
 
 class Errors:
@@ -215,10 +214,14 @@ def main() -> int:
     ap.add_argument("--burst-s", type=float, default=30.0)
     ap.add_argument("--escalate", type=float, default=None,
                     help="fit_confidence.py's --escalate for both folds (default: its default, as shipped)")
+    ap.add_argument("--benefit-features", nargs="+", default=None,
+                    help="fit_confidence.py's --benefit-features for both folds (default: its default)")
     args = ap.parse_args()
     recipe = fitting.build_parser().parse_args([])
     if args.escalate is not None:
         recipe.escalate = args.escalate
+    if args.benefit_features is not None:
+        recipe.benefit_features = args.benefit_features
 
     snrs = [0, 5, 10, 20]
     clips = data.benchmark_clips([None, *snrs], None, recipe.nonspeech)

@@ -12,8 +12,9 @@ refitted on the whole half.
 
 Benefit: the word errors per second that the cloud's transcript removes (local errors minus cloud errors,
 over the clip's duration), regressed (ridge) on a few of the values the device has for a window
-(--benefit-features; default: the local confidence, out of fold, and the speech rate; the blind SNR
-estimate of edge_asr.confidence.audio_features can be added), on the noisy and non-speech clips where the
+(--benefit-features; default: the local confidence, out of fold, and the doubtful words per second, the sum
+of 1 - word probability over the window's seconds; the speech rate and the blind SNR estimate of
+edge_asr.confidence.audio_features can be added), on the noisy and non-speech clips where the
 local model wrote words. Its default threshold makes the policy escalate --escalate of the noisy fit utterances.
 The cloud's transcripts come from bench_escalation.py's cache (--cloud-cache), so run that first.
 
@@ -38,6 +39,7 @@ import escalation_data as data  # noqa: E402
 
 from edge_asr.confidence import (  # noqa: E402
     AUDIO_FEATURES,
+    DOUBTFUL_WORDS,
     FEATURES,
     LOCAL_CONFIDENCE,
     BenefitModel,
@@ -109,10 +111,12 @@ def build_table(clips: list[data.Clip], local: dict, label_max_wer: float):
     return np.array(rows), np.array(labels), groups, ids, skipped
 
 
-# Few inputs on purpose: a benefit is a noisy target (one utterance's errors). The audio's SNR estimate got a
-# weight of nothing beside these two on the fit half (README), and leaving it out spares the policy reading
-# the audio of windows it does not send.
-BENEFIT_FEATURES = (LOCAL_CONFIDENCE, "words_per_second")
+# Few inputs on purpose: a benefit is a noisy target (one utterance's errors). The errors the cloud can remove
+# are errors the device made, and the words it doubts (1 - word probability, summed) count those: with the
+# confidence they replaced the speech rate (README). The audio's SNR estimate got a weight of nothing beside
+# the confidence and the speech rate on the fit half, and leaving it out spares the policy reading the audio
+# of windows it does not send.
+BENEFIT_FEATURES = (LOCAL_CONFIDENCE, DOUBTFUL_WORDS)
 
 
 def benefit_table(clips: list[data.Clip], local: dict, cloud: dict, confidence: dict[str, float],
@@ -271,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--l2", type=float, default=1.0)
     ap.add_argument("--benefit-l2", type=float, default=10.0)
     ap.add_argument("--benefit-features", nargs="+", default=list(BENEFIT_FEATURES),
-                    choices=[*FEATURES, *AUDIO_FEATURES, LOCAL_CONFIDENCE])
+                    choices=[*FEATURES, DOUBTFUL_WORDS, *AUDIO_FEATURES, LOCAL_CONFIDENCE])
     ap.add_argument("--unsure", type=float, default=0.5,
                     help="the shipped min_confidence: below it the device is unsure of a transcript")
     ap.add_argument("--escalate", type=float, default=0.2,

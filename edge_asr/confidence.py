@@ -31,6 +31,10 @@ FEATURES = (
     "words_per_second",   # speech rate: far too few or too many words for the audio is suspicious
 )
 
+# What a BenefitModel may read besides the decoder statistics (FEATURES) and the audio estimates.
+LOCAL_CONFIDENCE = "local_confidence"
+DOUBTFUL_WORDS = "doubtful_words_per_second"  # sum of (1 - word probability) per second: errors to expect
+
 # Features are clipped to these ranges so one wild value can't saturate the logistic.
 _CLIP = {
     "avg_logprob": (-5.0, 0.0),
@@ -40,6 +44,7 @@ _CLIP = {
     "repetition": (0.0, 1.0),
     "log_duration": (math.log(0.1), math.log(60.0)),
     "words_per_second": (0.0, 8.0),
+    DOUBTFUL_WORDS: (0.0, 8.0),
 }
 _WORD = re.compile(r"[\w']+")
 # Whisper's own test for a failed decode (a repetition loop): text that gzip compresses more than this.
@@ -84,10 +89,6 @@ def _speech_bands() -> np.ndarray:
     return (centres > _SPEECH_BAND_HZ[0]) & (centres < _SPEECH_BAND_HZ[1])
 
 
-# What a BenefitModel may read besides the decoder statistics (FEATURES) and the audio estimates.
-LOCAL_CONFIDENCE = "local_confidence"
-
-
 def benefit_inputs(segments: Sequence[Any], duration_s: float, confidence: float, audio: np.ndarray | None = None
                    ) -> dict[str, float]:
     """The values a BenefitModel may use for one window: the local decoder's statistics, the local confidence
@@ -124,8 +125,10 @@ def utterance_features(
     probs = [float(p) for w in words if (p := _get(w, "probability")) is not None]
     if probs:
         min_prob = min(probs)
+        doubtful = sum(1.0 - p for p in probs)
     else:
         min_prob = math.exp(min(logprobs)) if logprobs else 1e-6
+        doubtful = len(tokens) * (1.0 - math.exp(min(0.0, float(np.mean(logprobs))))) if logprobs else 0.0
     bigrams = list(zip(tokens, tokens[1:], strict=False))
     values = {
         "avg_logprob": float(np.average(logprobs, weights=weights)) if segments else -5.0,
@@ -137,6 +140,8 @@ def utterance_features(
         "repetition": 1.0 - len(set(bigrams)) / len(bigrams) if len(bigrams) >= 2 else 0.0,
         "log_duration": math.log(max(duration_s, 0.1)),
         "words_per_second": len(tokens) / max(duration_s, 0.1),
+        # A benefit input, not a confidence one: the errors the cloud can remove are errors the device made.
+        DOUBTFUL_WORDS: doubtful / max(duration_s, 0.1),
     }
     return {k: float(min(max(v, _CLIP[k][0]), _CLIP[k][1])) for k, v in values.items()}
 
@@ -171,7 +176,7 @@ class LinearModel:
     @classmethod
     def from_dict(cls, data: dict):
         features = tuple(data["features"])
-        unknown = set(features) - {*FEATURES, *AUDIO_FEATURES, LOCAL_CONFIDENCE}
+        unknown = set(features) - {*FEATURES, DOUBTFUL_WORDS, *AUDIO_FEATURES, LOCAL_CONFIDENCE}
         if unknown:
             raise ValueError(f"{cls.__name__} coefficients name unknown features: {sorted(unknown)}")
         return cls(

@@ -46,7 +46,10 @@ class EscalationSection:
     # Word errors the cloud is expected to remove from the window; None: the shipped default; -.inf: gate off.
     min_benefit: float | None = None
     timeout_s: float = 3.0  # deadline per request, retries included
-    max_share: float = 0.25  # at most this share of the audio heard goes up...
+    # At most this share of the audio heard goes up... A ceiling for conditions worse than the calibration's,
+    # not a second threshold: the shipped rule itself sends about 30 % of the audio of speech in 0-20 dB noise
+    # (its unsure windows are the long ones), and a cap below that sends whichever unsure windows come first.
+    max_share: float = 0.35
     burst_s: float = 30.0  # ...plus this many seconds, so a first unsure utterance can go too
     retries: int = 2
     breaker_cooldown_s: float = 30.0  # after a failure, wait this long before trying the cloud again
@@ -101,8 +104,8 @@ class EscalationPolicy:
         *,
         min_confidence: float | None = None,
         min_benefit: float | None = None,
-        max_share: float = 0.25,
-        burst_s: float = 30.0,
+        max_share: float = EscalationSection.max_share,
+        burst_s: float = EscalationSection.burst_s,
         language: str | None = None,
         arbitrate: bool = True,
         confidence_model: ConfidenceModel | None = None,

@@ -14,6 +14,7 @@ from edge_asr.audio import load_audio
 from edge_asr.cloud import CloudClient
 from edge_asr.confidence import (
     AUDIO_FEATURES,
+    DOUBTFUL_WORDS,
     FEATURES,
     LOCAL_CONFIDENCE,
     BenefitModel,
@@ -96,6 +97,7 @@ def test_confidence_features_and_shipped_calibration():
     words = [Word(0.0, 0.5, " hello", 0.9), Word(0.5, 1.0, " there", 0.4)]
     good = utterance_features([seg(0, 0.0, 1.0, words=words)], 1.0)
     assert good["log_min_word_prob"] == pytest.approx(np.log(0.4))
+    assert good[DOUBTFUL_WORDS] == pytest.approx((0.1 + 0.6) / 1.0)  # words expected wrong, per second
     assert good["repetition"] == 0.0
     loop = utterance_features([seg(0, 0.0, 4.0, text=" thank you thank you thank you thank you")], 4.0)
     assert loop["repetition"] > 0.5
@@ -165,12 +167,22 @@ def test_audio_quality_estimate_falls_with_the_snr():
 
 def test_shipped_benefit_model_prefers_doubtful_transcripts_of_usable_audio():
     benefit = BenefitModel.load()
-    assert benefit is not None and set(benefit.features) <= {*FEATURES, *AUDIO_FEATURES, LOCAL_CONFIDENCE}
+    allowed = {*FEATURES, DOUBTFUL_WORDS, *AUDIO_FEATURES, LOCAL_CONFIDENCE}
+    assert benefit is not None and set(benefit.features) <= allowed and DOUBTFUL_WORDS in benefit.features
     speech = noisy(read_speech("ls-test-other_1688-142285-0000"), 10)
-    window = [seg(0, 0.0, len(speech) / 16000, text=" he hoped there would be stew for dinner")]
-    unsure = benefit.expected_gain(benefit_inputs(window, len(speech) / 16000, 0.05, speech))
-    sure = benefit.expected_gain(benefit_inputs(window, len(speech) / 16000, 0.95, speech))
+    duration = len(speech) / 16000
+    text = " he hoped there would be stew for dinner"
+
+    def window(probability: float) -> list[Segment]:
+        words = [Word(i * 0.4, i * 0.4 + 0.4, f" {w}", probability) for i, w in enumerate(text.split())]
+        return [seg(0, 0.0, duration, text=text, words=words)]
+
+    unsure = benefit.expected_gain(benefit_inputs(window(0.5), duration, 0.05, speech))
+    sure = benefit.expected_gain(benefit_inputs(window(0.5), duration, 0.95, speech))
     assert unsure > sure
+    # The same doubt about the whole window, but more of its words in doubt: more for the cloud to fix.
+    doubtful = benefit.expected_gain(benefit_inputs(window(0.2), duration, 0.05, speech))
+    assert doubtful > unsure
     with pytest.raises(ValueError, match="unknown features"):
         BenefitModel.from_dict({**benefit.to_dict(), "features": ["snr_db", "mood"]})
 
