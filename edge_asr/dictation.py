@@ -5,7 +5,8 @@ agreement); at the end of speech the utterance is finalized.
 `Dictation(transcriber, section).run(frames)` yields events as plain dicts (the CLI prints each as a JSON
 line), in this order per utterance: partials (zero or more), then one final.
   {"event": "partial", "utterance", "start", "t", "committed", "tentative", "text", "compute_s"}
-  {"event": "final", "utterance", "start", "end", "t", "text", "revised", "endpoint_s", "compute_s", "wait_s"}
+  {"event": "final", "utterance", "start", "end", "t", "text", "revised", "endpoint_s", "compute_s", "wait_s",
+   ("source": "local" | "cloud", "escalation": {...}: with an escalation policy, as transcribe's segments)}
 Times without `_s` are seconds into the stream: `start`/`end` of speech; `t` is how much audio had arrived
 when the event was computed. `compute_s` is wall time spent on that hypothesis. `endpoint_s` is the silence
 the VAD waited for before calling the end; `wait_s`, the wall time from then (on a live stream: from when that
@@ -125,12 +126,15 @@ class _Utterance:
 class Dictation:
     """Feed frames (any fixed size; 80 ms from edge_asr.stream), get partial and final events."""
 
-    def __init__(self, transcriber, section: DictateSection | None = None, vad=None, live: bool = True) -> None:
+    def __init__(self, transcriber, section: DictateSection | None = None, vad=None, live: bool = True,
+                 policy=None) -> None:
         """`live`: frames arrive in real time (a microphone, a paced file), so when transcription falls behind,
-        partials are skipped rather than delaying everything after them."""
+        partials are skipped rather than delaying everything after them. `policy` (an EscalationPolicy): a
+        final the device is unsure of is re-done by the cloud; partials never leave the device."""
         from edge_asr.vad import Endpointer
 
         self.transcriber = transcriber
+        self.policy = policy
         self.live = live
         self.section = section = (section or DictateSection()).check()
         self.endpointer = Endpointer(vad, threshold=section.vad_threshold,
@@ -211,7 +215,9 @@ class Dictation:
     def _transcribe(self, audio: np.ndarray, final: bool) -> list:
         s = self.section
         fast_path = s.fast_path if final or not s.partial_fast_path else True
-        options = dict(beam_size=s.beam_size if final else 1, word_timestamps=final and s.word_timestamps,
+        # With escalation, finals have word probabilities: the confidence and benefit were fitted with them.
+        words = s.word_timestamps or self.policy is not None
+        options = dict(beam_size=s.beam_size if final else 1, word_timestamps=final and words,
                        language=s.language, fast_path=fast_path, fast_path_pad_s=s.fast_path_pad_s,
                        condition_on_previous_text=False)
         if not final:
@@ -266,6 +272,11 @@ class Dictation:
     def _finalize(self, utt: _Utterance, end: float, arrived: float) -> Iterator[dict]:
         self._utterance = None
         segments, compute_s = self._final_ahead.result(end, self._final_audio(utt, end))
+        if self.policy is not None:  # only the final, once the endpoint is sure: drafts never go up
+            began = time.monotonic()
+            language = self.section.language or (None if self.transcriber.card.multilingual else "en")
+            segments = list(self.policy.route(segments, self._final_audio(utt, end), language))
+            compute_s += time.monotonic() - began
         words = _words(segments)
         _, revised = extend_committed(utt.committed, words)
         # The final is the record (the line written to --output): the hypothesis over the whole utterance, not
@@ -283,6 +294,9 @@ class Dictation:
                  "end": round(utt.audio_start + w.end, 3), "probability": round(w.probability, 3)}
                 for seg in segments for w in seg.words or []
             ]
+        if self.policy is not None and segments:
+            event["source"] = segments[0].source
+            event["escalation"] = segments[0].extra.get("escalation")
         yield event
 
 

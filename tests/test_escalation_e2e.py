@@ -116,6 +116,29 @@ def test_cli_transcribe_escalates_per_config(tmp_path, cloud):
     assert "WRITE-OPEN" not in run.stderr  # the device side keeps audio in memory too
 
 
+def test_cli_dictate_sends_unsure_finals_up_and_keeps_them_when_the_cloud_is_dead(tmp_path, cloud):
+    wav = DATA / "speech-dev" / f"{SHORT}.wav"
+    code = WRITE_HOOK + "import sys; from edge_asr.cli import main; sys.exit(main(sys.argv[1:]))"
+    finals = {}
+    for name, endpoint in (("up", cloud.endpoint), ("dead", f"http://127.0.0.1:{free_port()}/v1/audio/transcriptions")):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"escalation:\n  endpoint: {endpoint}\n  api_key_env: TEST_CLOUD_KEY\n"
+                          "  min_confidence: 1.0\n  min_benefit: -.inf\n  arbitrate: false\n  timeout_s: 60\n")
+        run = subprocess.run([sys.executable, "-c", code, "dictate", "--input", str(wav), "--config", str(config),
+                              "--format", "json", "--threads", "1"],
+                             cwd=REPO, capture_output=True, text=True, env={**_env(), "TEST_CLOUD_KEY": TOKEN})
+        assert run.returncode == 0, run.stderr
+        finals[name] = [e for e in map(json.loads, run.stdout.splitlines()) if e["event"] == "final"]
+        assert finals[name] and "WRITE-OPEN" not in run.stderr
+    up, dead = finals["up"], finals["dead"]
+    assert {e["source"] for e in up} == {"cloud"} and {e["escalation"]["status"] for e in up} == {"escalated"}
+    assert "printing" in " ".join(e["text"] for e in up).lower()
+    # A dead cloud: every final keeps the device's text, marked, and dictation goes on.
+    assert {e["source"] for e in dead} == {"local"} and {e["escalation"]["reason"] for e in dead} <= {
+        "refused", "breaker_open"}
+    assert "printing" in " ".join(e["text"] for e in dead).lower()
+
+
 def test_cloud_verifies_wake_words(cloud):
     client = CloudClient(cloud.endpoint, TOKEN, timeout_s=30)
     alexa, _ = sf.read(DATA / "wakeword-dev" / "wwb_alexa_0.wav", dtype="float32")

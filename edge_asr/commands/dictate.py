@@ -68,6 +68,7 @@ class _TextOut:
 def run(args: argparse.Namespace) -> int:
     from edge_asr.config import load_config
     from edge_asr.dictation import Dictation
+    from edge_asr.escalation import EscalationPolicy
     from edge_asr.stream import MICROPHONE, open_stream
     from edge_asr.transcriber import Transcriber
 
@@ -77,12 +78,13 @@ def run(args: argparse.Namespace) -> int:
         section.fast_path = args.fast_path
     if args.language:
         section.language = args.language
+    policy = EscalationPolicy.from_config(config.escalation, str(args.config))  # None: no endpoint
     threads = args.threads or section.threads or config.transcribe.threads or 2
     transcriber = Transcriber(args.model or section.model or config.transcribe.model, threads=threads,
                               cache_dir=args.cache_dir)
     # A file read as fast as possible is not live: every partial is computed, however long it takes.
     live = args.realtime or args.input in (None, MICROPHONE, "-")
-    dictation = Dictation(transcriber, section, live=live)
+    dictation = Dictation(transcriber, section, live=live, policy=policy)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:
