@@ -21,7 +21,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: final lines; json: partial and final events as JSON lines (default: text)")
-    p.add_argument("--config", type=Path, metavar="FILE.yaml", help="edge-asr config (its 'dictate:' section)")
+    p.add_argument("--config", type=Path, metavar="FILE.yaml",
+                   help="edge-asr config (its 'dictate:' and 'escalation:' sections)")
     p.add_argument("--model", help="model directory or built-in name (default: config, else the built-in one)")
     p.add_argument("--threads", type=int, help="transcriber threads (default: config, else 2)")
     p.add_argument("--language", help="language code for multilingual models (default: config, else detect)")
