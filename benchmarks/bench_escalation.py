@@ -658,6 +658,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None,
                     help="only N speech-dev utterances (a fixed random sample)")
     ap.add_argument("--nonspeech", type=int, default=60)
+    ap.add_argument("--noise-draw", type=int, default=0,
+                    help="another noise draw for the noisy clips (0: the benchmark's; see escalation_data)")
     ap.add_argument("--max-share", type=float, default=EscalationSection.max_share)
     ap.add_argument("--burst-s", type=float, default=EscalationSection.burst_s)
     ap.add_argument("--live", type=int, default=24, help="utterances routed live through the policy")
@@ -678,7 +680,7 @@ def main() -> int:
 
     # --limit samples the speech; the non-speech set is always whole (it is cheap, and a rate near 100 %
     # needs every clip).
-    speech = [c for c in data.benchmark_clips(args.snrs, args.limit, 0) if c.kind == "speech"]
+    speech = [c for c in data.benchmark_clips(args.snrs, args.limit, 0, args.noise_draw) if c.kind == "speech"]
     clips = speech + data.nonspeech_clips(args.nonspeech)
     ids = {c.id for c in clips}
     checks: dict[str, dict] = {}

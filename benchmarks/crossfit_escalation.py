@@ -214,6 +214,8 @@ def main() -> int:
     ap.add_argument("--burst-s", type=float, default=30.0)
     ap.add_argument("--escalate", type=float, default=None,
                     help="fit_confidence.py's --escalate for both folds (default: its default, as shipped)")
+    ap.add_argument("--noise-draw", type=int, default=0,
+                    help="another noise draw for the noisy clips (bench_escalation.py --noise-draw first)")
     ap.add_argument("--benefit-features", nargs="+", default=None,
                     help="fit_confidence.py's --benefit-features for both folds (default: its default)")
     args = ap.parse_args()
@@ -224,7 +226,7 @@ def main() -> int:
         recipe.benefit_features = args.benefit_features
 
     snrs = [0, 5, 10, 20]
-    clips = data.benchmark_clips([None, *snrs], None, recipe.nonspeech)
+    clips = data.benchmark_clips([None, *snrs], None, recipe.nonspeech, args.noise_draw)
     local = data.run_local(clips, None, args.out / "local.jsonl")  # cached: transcribes only what is missing
     cloud = fitting.load_jsonl(args.out / "cloud-base-beam5.jsonl")
     recipe.cloud_cache = args.out / "cloud-base-beam5.jsonl"

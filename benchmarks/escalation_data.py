@@ -61,8 +61,9 @@ def read_manifest(manifest: Path = SPEECH_DEV / "manifest.tsv") -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def speech_clips(snrs: list[float | None], limit: int | None = None) -> list[Clip]:
-    """Speech-dev utterances at every SNR (None = clean), noise colour chosen per utterance.
+def speech_clips(snrs: list[float | None], limit: int | None = None, draw: int = 0) -> list[Clip]:
+    """Speech-dev utterances at every SNR (None = clean), noise colour chosen per utterance; `draw` picks the
+    noise (see mix_at_snr; the noisy clips of another draw have ids ending in "~<draw>").
 
     Utterances come in a fixed shuffled order, so `limit` takes a random sample across subsets rather than
     the manifest's first rows (which are all LibriSpeech)."""
@@ -73,15 +74,19 @@ def speech_clips(snrs: list[float | None], limit: int | None = None) -> list[Cli
         speech, rate = sf.read(SPEECH_DEV / row["wav"], dtype="float32")
         assert rate == RATE and speech.ndim == 1, row["wav"]
         for snr in snrs:
-            audio = speech if snr is None else mix_at_snr(speech, row["id"], snr)
-            clips.append(Clip(f"{row['id']}@{'clean' if snr is None else f'{snr:g}dB'}", audio,
-                              row["reference_text"], snr))
+            audio = speech if snr is None else mix_at_snr(speech, row["id"], snr, draw)
+            name = "clean" if snr is None else f"{snr:g}dB" + (f"~{draw}" if draw else "")
+            clips.append(Clip(f"{row['id']}@{name}", audio, row["reference_text"], snr))
     return clips
 
 
-def mix_at_snr(speech: np.ndarray, utt_id: str, snr_db: float) -> np.ndarray:
-    colour = NOISE_COLOURS[_seed(utt_id) % len(NOISE_COLOURS)]
-    noise = sox([f"{colour}noise"], len(speech) / RATE + 0.01)[: len(speech)]
+def mix_at_snr(speech: np.ndarray, utt_id: str, snr_db: float, draw: int = 0) -> np.ndarray:
+    """`speech` with sox noise at `snr_db`. Draw 0 is the benchmark's noise; another draw gives each utterance
+    another colour and another stretch of noise, to check that a result is not one draw's luck."""
+    key = (utt_id,) if draw == 0 else (utt_id, "draw", draw)
+    colour = NOISE_COLOURS[_seed(*key) % len(NOISE_COLOURS)]
+    lead = 0 if draw == 0 else _seed(*key, snr_db) % (5 * RATE)
+    noise = sox([f"{colour}noise"], (lead + len(speech)) / RATE + 0.01)[lead: lead + len(speech)]
     # SNR against the speech's active level (frames above -40 dB of its peak), not its silence-diluted mean.
     frames = speech[: len(speech) // 400 * 400].reshape(-1, 400)
     energy = (frames ** 2).mean(axis=1)
@@ -94,13 +99,13 @@ def mix_at_snr(speech: np.ndarray, utt_id: str, snr_db: float) -> np.ndarray:
 
 
 def benchmark_clips(
-    snrs: list[float | None], utterances: int | None = None, nonspeech: int = 60
+    snrs: list[float | None], utterances: int | None = None, nonspeech: int = 60, draw: int = 0
 ) -> list[Clip]:
     """Speech clips (all SNRs of an utterance together) interleaved with non-speech clips, in a fixed order,
     so that the first `utterances` utterances come with a proportional share of the non-speech clips. Long
     runs are resumable and a run stopped early still leaves a uniform sample of both sets."""
     total = len(read_manifest())
-    speech = speech_clips(snrs, utterances)
+    speech = speech_clips(snrs, utterances, draw)
     quiet = nonspeech_clips(nonspeech)
     keyed = [(i // len(snrs), c) for i, c in enumerate(speech)]
     keyed += [(i * total / max(nonspeech, 1), c) for i, c in enumerate(quiet)]
