@@ -271,11 +271,12 @@ class Dictation:
 
     def _finalize(self, utt: _Utterance, end: float, arrived: float) -> Iterator[dict]:
         self._utterance = None
-        segments, compute_s = self._final_ahead.result(end, self._final_audio(utt, end))
+        audio = self._final_audio(utt, end)
+        segments, compute_s = self._final_ahead.result(end, audio)
         if self.policy is not None:  # only the final, once the endpoint is sure: drafts never go up
             began = time.monotonic()
             language = self.section.language or (None if self.transcriber.card.multilingual else "en")
-            segments = list(self.policy.route(segments, self._final_audio(utt, end), language))
+            segments = list(self.policy.route(segments, audio, language))
             compute_s += time.monotonic() - began
         words = _words(segments)
         _, revised = extend_committed(utt.committed, words)
