@@ -183,22 +183,26 @@ class Transcriber:
         or decoding again. No timestamps and no prompt: texts are compared on the audio and the model's own
         sense of language alone."""
         tok = self.tokenizer
-        head = tok.sot_sequence(language, timestamps=False)
-        prefix_tokens = tok.encode(" " + prefix.strip()) if prefix.strip() else []
         continuations = [tok.encode(" " + t.strip()) + [tok.special.eot] for t in texts]
-        return score_continuations(self.engine, encoder_output, head + prefix_tokens, continuations)
+        return score_continuations(self.engine, encoder_output, self._forced_prefix(prefix, language),
+                                   continuations)
 
     def next_word_logprobs(self, encoder_output: CrossKV, contexts: list[str], words: list[str], prefix: str = "",
                            language: str | None = "en") -> np.ndarray:
         """(contexts, words): how likely each word is to be spoken right after each context, in a window
         already encoded: the log-probability of the word's first token (a whole word where it is one token,
         as " 7" and " 45" are). Teacher forcing as in `score_texts`."""
-        tok = self.tokenizer
-        head = tok.sot_sequence(language, timestamps=False)
-        prefix_tokens = tok.encode(" " + prefix.strip()) if prefix.strip() else []
-        return next_token_logprobs(self.engine, encoder_output, head + prefix_tokens,
-                                   [tok.encode(" " + c.strip()) if c.strip() else [] for c in contexts],
-                                   [tok.encode(" " + w.strip())[0] for w in words])
+        return next_token_logprobs(self.engine, encoder_output, self._forced_prefix(prefix, language),
+                                   [self._spoken(c) for c in contexts],
+                                   [self.tokenizer.encode(" " + w.strip())[0] for w in words])
+
+    def _forced_prefix(self, prefix: str, language: str | None) -> list[int]:
+        """Teacher forcing's start: no timestamps, no prompt, then the words heard before (a wake word)."""
+        return self.tokenizer.sot_sequence(language, timestamps=False) + self._spoken(prefix)
+
+    def _spoken(self, text: str) -> list[int]:
+        """Tokens of text as the decoder writes it mid-sentence (a leading space); none for no text."""
+        return self.tokenizer.encode(" " + text.strip()) if text.strip() else []
 
     def detect_language(self, cross_kv: CrossKV) -> str:
         tok = self.tokenizer.special
