@@ -3,7 +3,7 @@
 The shipped confidence and benefit models are fitted on the "fit" half of the recordings (38 of 82) and
 bench_escalation.py scores them on the "held-out" half (44). Here the same recipe, frozen as shipped
 (fit_confidence.py's defaults: the same features and fitting code, min_confidence 0.5, min_benefit set to send
-20 % of the training side's noisy utterances out of fold), is fitted on each half and scored on the other, so
+24 % of the training side's noisy utterances out of fold), is fitted on each half and scored on the other, so
 all 82 recordings x 0/5/10/20 dB SNR = 328 noisy utterances are routed out of sample. Fold "fit -> held-out"
 is the shipped model (checked: the refit reproduces edge_asr/confidence.json).
 

@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=[*FEATURES, DOUBTFUL_WORDS, *AUDIO_FEATURES, LOCAL_CONFIDENCE])
     ap.add_argument("--unsure", type=float, default=0.5,
                     help="the shipped min_confidence: below it the device is unsure of a transcript")
-    ap.add_argument("--escalate", type=float, default=0.2,
+    ap.add_argument("--escalate", type=float, default=0.24,
                     help="the shipped min_benefit makes the policy escalate this share of the noisy fit "
                          "utterances (out of fold)")
     ap.add_argument("--cache", type=Path, default=data.REPO / "out" / "escalation" / "local.jsonl")
