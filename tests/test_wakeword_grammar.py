@@ -136,10 +136,12 @@ def test_candidates_fill_free_text_with_what_matching_heard_and_rank_by_closenes
     suggested = [c for c in grammar.candidates("set a timer", limit=100, numbers=(7,)) if c.command.name == "timer"]
     assert {(c.text, c.slots["minutes"]) for c in suggested} == {
         ("set a timer for 7 minutes", 7), ("set a timer for seven minutes", 7)}
-    # A free-text value that starts with an article is also tried without it.
+    # A free-text value is what matching put there: without a leading "a"/"an", with "the".
     g = Grammar([Command("shopping", [parse_phrase("add {item} to the shopping list")])])
-    assert [c.slots for c in g.candidates("add a milk to the shopping list")] == [
-        {"item": "a milk"}, {"item": "milk"}]
+    assert [c.slots for c in g.candidates("add a milk to the shopping list")] == [{"item": "milk"}]
+    assert g.match("Add an apple to the shopping list.").slots == {"item": "apple"}
+    assert g.match("add the who to the shopping list").slots == {"item": "the who"}
+    assert g.match("add a to the shopping list").slots == {"item": "a"}  # nothing else heard: kept
 
 
 def test_number_contexts_are_the_words_before_each_number_slot():

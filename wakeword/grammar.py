@@ -26,6 +26,7 @@ _MIN_WORD_SIMILARITY = 0.5  # below this a heard word is simply a different word
 _EDGE_EXTRA_COST = 0.5  # extra words before/after the command ("uh", a wake-word remnant, "please")
 _FILLERS = frozenset({"please", "uh", "um", "hey", "oh", "okay", "ok", "now", "so"})
 _ARTICLES = frozenset({"a", "an", "the"})  # recognizers swap these freely
+_INDEFINITE = frozenset({"a", "an"})
 
 
 class PhraseError(ValueError):
@@ -196,7 +197,7 @@ def _span_options(element: Element, words: list[str], j: int):
         return
     if element.kind == "text":
         for k in range(1, min(MAX_TEXT_SLOT_WORDS, n - j) + 1):
-            yield k, 0.01 * (k - 1), " ".join(words[j:j + k])  # tiny cost: prefer shorter on ties
+            yield k, 0.01 * (k - 1), _text_value(words[j:j + k])  # tiny cost: prefer shorter on ties
         return
     if element.kind == "int":
         for k in range(1, min(5, n - j) + 1):
@@ -209,6 +210,12 @@ def _span_options(element: Element, words: list[str], j: int):
         cost, value = _choice_cost(tuple(words[j:j + k]), element)
         if cost < _INF:
             yield k, cost, value
+
+
+def _text_value(words: list[str]) -> str:
+    """A free-text slot's value without a leading "a"/"an": "add a milk" gives "milk" (the item, not how it
+    was said; recognizers also insert one that was never spoken). "the" stays: it starts names (The Who)."""
+    return " ".join(words[1:] if len(words) > 1 and words[0] in _INDEFINITE else words)
 
 
 def _extra_word_cost(word: str, at_edge: bool) -> float:
@@ -307,11 +314,7 @@ def _expand_tokens(tokens: list[str], numbers: list[int], text_slots: dict[str, 
             value = text_slots.get(name)
             if not value:
                 return
-            values = [value]
-            first, _, rest = value.partition(" ")
-            if rest and first.lower() in _ARTICLES:
-                values.append(rest)
-            options.append([(v.split(), {name: v}) for v in values])
+            options.append([(value.split(), {name: value})])
         elif kind == "int":
             if not numbers:
                 return
@@ -378,7 +381,7 @@ class Grammar:
         the audio: every phrase with its optional words in or out and each choice slot as each of its
         options; a number slot holds the numbers heard (as digits and as words) and `numbers` (what the audio
         suggests where the transcript has none: see `number_contexts`), a free-text slot what matching the
-        phrase put there (and that without a leading article: "add a milk"). Ranked by how close their
+        phrase put there. Ranked by how close their
         letters are to the transcript's (so the list stays short), the nearest `limit` kept."""
         words = normalize_words(text)
         heard = " ".join(words)
