@@ -6,6 +6,7 @@ ConfigError naming the key and the file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -48,14 +49,15 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
+        if isinstance(value, dict):  # a mapping can only be the section: name its own bad key
+            for arg in args:
+                if dataclasses.is_dataclass(arg):
+                    return _convert(value, arg, key, source)
         for arg in args:
             if arg is type(None):
                 continue
-            try:
+            with contextlib.suppress(ConfigError):
                 return _convert(value, arg, key, source)
-            except ConfigError as e:
-                errors.append(e)
         raise ConfigError(f"{source}: '{key}' must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):

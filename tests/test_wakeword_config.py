@@ -33,6 +33,10 @@ def test_good_config_builds_a_plan():
     assert [w.spec.name for w in plan.wakewords] == ["alexa"] and plan.wakewords[0].phrases == ["alexa"]
     assert [c.action.kind for c in plan.grammar.commands] == ["run", "post", "emit"]
     assert plan_listen(ListenSection(), "defaults").grammar.commands == []
+    # Bare names are the models with the default thresholds.
+    short = from_dict(Config, yaml.safe_load("listen:\n  wakewords: [alexa, hey_jarvis]\n"), "commands.yaml")
+    plan = plan_listen(short.listen, "commands.yaml")
+    assert [(w.spec.name, w.spec.threshold) for w in plan.wakewords] == [("alexa", 0.2), ("hey_jarvis", 0.2)]
 
 
 @pytest.mark.parametrize("broken, key", [

@@ -2,7 +2,7 @@
 
 ```yaml
 listen:
-  wakewords:
+  wakewords:                  # or just names: [alexa, hey_jarvis]
     - model: alexa            # alexa, hey_jarvis, hey_mycroft, hey_rhasspy, timer, weather, or a .onnx path
       threshold: 0.2          # first stage: a candidate
       accept_threshold: 0.9   # at or above, no second check is needed
@@ -71,7 +71,8 @@ class CommandConfig:
 
 @dataclass
 class ListenSection:
-    wakewords: list[WakeWordConfig] = field(default_factory=lambda: [WakeWordConfig()])
+    # A bare name ("wakewords: [alexa]") is that model with the default thresholds.
+    wakewords: list[WakeWordConfig | str] = field(default_factory=lambda: [WakeWordConfig()])
     # Second stage for candidates below accept_threshold. "local": the transcriber must hear the wake phrase
     # in the pre-roll; "cloud": the escalation endpoint must (the local check stands in when it can't
     # answer); "none": the first stage alone decides.
@@ -98,3 +99,6 @@ class ListenSection:
     # 1.0-2.2 all gave the same results. null: off (the transcript's text alone is matched).
     rescore_max_drop: float | None = 1.5
     commands: list[CommandConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.wakewords = [WakeWordConfig(model=w) if isinstance(w, str) else w for w in self.wakewords]
