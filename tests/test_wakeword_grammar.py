@@ -2,7 +2,15 @@
 
 import pytest
 
-from wakeword.grammar import Command, Grammar, PhraseError, find_phrase, parse_number, parse_phrase
+from wakeword.grammar import (
+    Command,
+    Grammar,
+    PhraseError,
+    example_sentence,
+    find_phrase,
+    parse_number,
+    parse_phrase,
+)
 from wakeword.listener import collapse_repeats, strip_wake_phrase
 
 
@@ -73,9 +81,11 @@ def test_wake_phrase_is_found_and_stripped():
 
 
 def test_prompt_primes_the_command_vocabulary(grammar):
-    # No example number: it biased the transcriber towards it ("seventy" -> "7" after "5").
-    assert grammar.prompt() == ("Turn on the lights. Set a timer for minutes. "
+    # No example number: it biased the transcriber towards it ("seventy" -> "7" after "5"). Free text is
+    # marked: left out, it primed the transcriber to leave the words out.
+    assert grammar.prompt() == ("Turn on the ... lights. Set a timer for minutes. "
                                 "What's the weather like today. Volume up. Off, down, all the way up.")
+    assert example_sentence(parse_phrase("take a note {text}")) == "Take a note ..."
 
 
 def test_a_phrase_ending_in_a_number_or_free_text_is_open():
@@ -142,6 +152,8 @@ def test_candidates_fill_free_text_with_what_matching_heard_and_rank_by_closenes
     assert g.match("Add an apple to the shopping list.").slots == {"item": "apple"}
     assert g.match("add the who to the shopping list").slots == {"item": "the who"}
     assert g.match("add a to the shopping list").slots == {"item": "a"}  # nothing else heard: kept
+    # Nothing heard for the free text: not that command (rather than the item "add", the word "add" missed).
+    assert g.match("Add to the shopping list.") is None and g.candidates("add to the shopping list") == []
 
 
 def test_number_contexts_are_the_words_before_each_number_slot():

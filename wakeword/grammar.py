@@ -27,6 +27,7 @@ _EDGE_EXTRA_COST = 0.5  # extra words before/after the command ("uh", a wake-wor
 _FILLERS = frozenset({"please", "uh", "um", "hey", "oh", "okay", "ok", "now", "so"})
 _ARTICLES = frozenset({"a", "an", "the"})  # recognizers swap these freely
 _INDEFINITE = frozenset({"a", "an"})
+_EMPTY_TEXT_COST = 0.99  # a free-text slot that heard nothing: just under a missed phrase word (1.0)
 
 
 class PhraseError(ValueError):
@@ -196,6 +197,10 @@ def _span_options(element: Element, words: list[str], j: int):
                 yield 2, 1.1 - sim, None
         return
     if element.kind == "text":
+        # Nothing heard for it: a parse that lets the slot take a phrase word instead ("add to the shopping
+        # list" as item "add", the word "add" missing) costs a missed word; this one a little less, and
+        # match_phrase then rejects the phrase, as a command without its free text is not that command.
+        yield 0, _EMPTY_TEXT_COST, None
         for k in range(1, min(MAX_TEXT_SLOT_WORDS, n - j) + 1):
             yield k, 0.01 * (k - 1), _text_value(words[j:j + k])  # tiny cost: prefer shorter on ties
         return
@@ -264,6 +269,8 @@ def match_phrase(phrase: Phrase, words: list[str]) -> PhraseMatch | None:
         if pi != i and elements[pi].kind != "word" and pj != j:
             slots[elements[pi].value] = value
         i, j = pi, pj
+    if any(e.kind == "text" and e.value not in slots for e in elements):
+        return None  # its free text was not heard
     score = max(0.0, 1.0 - cost[m][n] / max(1, phrase.weight))
     return PhraseMatch(round(score, 3), dict(reversed(list(slots.items()))))
 
@@ -433,19 +440,23 @@ class Grammar:
 
 
 def example_sentence(phrase: Phrase) -> str:
-    """ "turn {state:on|off} the {room} lights" -> "Turn on the lights." (a choice as its first option,
-    numbers and free text left out), in the phrase's own spelling.
+    """ "turn {state:on|off} the {room} lights" -> "Turn on the ... lights." (a choice as its first option,
+    free text as "...", numbers left out), in the phrase's own spelling.
 
     A number is left out rather than given an example value: primed with "to 5 degrees", tiny.en (int8)
-    wrote "seventy" as "7" for 2 of 5 TTS voices at 15 dB SNR, without the example for 1."""
+    wrote "seventy" as "7" for 2 of 5 TTS voices at 15 dB SNR, without the example for 1. Free text is
+    marked, not left out: primed with "Add to the shopping list.", tiny.en wrote "add a banana to the
+    shopping list" (espeak-ng) as just that."""
 
     def slot(m: re.Match) -> str:
         kind = (m.group(2) or "").strip()
-        return "" if kind in ("", "int") else kind.split("|")[0].strip()
+        return "" if kind == "int" else "..." if kind == "" else kind.split("|")[0].strip()
 
     text = re.sub(r"\{([A-Za-z_]\w*)(?::([^}]*))?\}", slot, phrase.text)
     text = " ".join(text.replace("[", "").replace("]", "").split())
-    return text[:1].upper() + text[1:] + "." if text else ""
+    if not text:
+        return ""
+    return text[:1].upper() + text[1:] + ("" if text.endswith("...") else ".")
 
 
 def find_phrase(text: str, phrase: str, min_similarity: float = 0.7) -> tuple[float, int] | None:
