@@ -388,8 +388,8 @@ class Grammar:
         the audio: every phrase with its optional words in or out and each choice slot as each of its
         options; a number slot holds the numbers heard (as digits and as words) and `numbers` (what the audio
         suggests where the transcript has none: see `number_contexts`), a free-text slot what matching the
-        phrase put there. Ranked by how close their
-        letters are to the transcript's (so the list stays short), the nearest `limit` kept."""
+        phrase put there. Ranked by how close their letters are to the transcript's (so the list stays
+        short), the nearest `limit` kept."""
         words = normalize_words(text)
         heard = " ".join(words)
         numbers = sorted({v for i in range(len(words)) for k in range(1, 5)
