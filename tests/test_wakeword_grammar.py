@@ -81,11 +81,10 @@ def test_wake_phrase_is_found_and_stripped():
 
 
 def test_prompt_primes_the_command_vocabulary(grammar):
-    # No example number: it biased the transcriber towards it ("seventy" -> "7" after "5"). Free text is
-    # marked: left out, it primed the transcriber to leave the words out.
-    assert grammar.prompt() == ("Turn on the ... lights. Set a timer for minutes. "
+    # No example number: it biased the transcriber towards it ("seventy" -> "7" after "5"); no free text.
+    assert grammar.prompt() == ("Turn on the lights. Set a timer for minutes. "
                                 "What's the weather like today. Volume up. Off, down, all the way up.")
-    assert example_sentence(parse_phrase("take a note {text}")) == "Take a note ..."
+    assert example_sentence(parse_phrase("take a note {text}")) == "Take a note."
 
 
 def test_a_phrase_ending_in_a_number_or_free_text_is_open():

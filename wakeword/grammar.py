@@ -440,23 +440,23 @@ class Grammar:
 
 
 def example_sentence(phrase: Phrase) -> str:
-    """ "turn {state:on|off} the {room} lights" -> "Turn on the ... lights." (a choice as its first option,
-    free text as "...", numbers left out), in the phrase's own spelling.
+    """ "turn {state:on|off} the {room} lights" -> "Turn on the lights." (a choice as its first option,
+    numbers and free text left out), in the phrase's own spelling.
 
     A number is left out rather than given an example value: primed with "to 5 degrees", tiny.en (int8)
-    wrote "seventy" as "7" for 2 of 5 TTS voices at 15 dB SNR, without the example for 1. Free text is
-    marked, not left out: primed with "Add to the shopping list.", tiny.en wrote "add a banana to the
-    shopping list" (espeak-ng) as just that."""
+    wrote "seventy" as "7" for 2 of 5 TTS voices at 15 dB SNR, without the example for 1. Free text left out
+    can prime the transcriber to leave it out too ("add a banana to the shopping list" heard as "Add to the
+    shopping list": no command, as match_phrase wants the free text). Marking it "..." was tried: the
+    transcriber then copied "..." in place of an item it could not hear, and rescoring matched another
+    command to that audio, a worse failure than no command."""
 
     def slot(m: re.Match) -> str:
         kind = (m.group(2) or "").strip()
-        return "" if kind == "int" else "..." if kind == "" else kind.split("|")[0].strip()
+        return "" if kind in ("", "int") else kind.split("|")[0].strip()
 
     text = re.sub(r"\{([A-Za-z_]\w*)(?::([^}]*))?\}", slot, phrase.text)
     text = " ".join(text.replace("[", "").replace("]", "").split())
-    if not text:
-        return ""
-    return text[:1].upper() + text[1:] + ("" if text.endswith("...") else ".")
+    return text[:1].upper() + text[1:] + "." if text else ""
 
 
 def find_phrase(text: str, phrase: str, min_similarity: float = 0.7) -> tuple[float, int] | None:
