@@ -151,8 +151,11 @@ def test_candidates_fill_free_text_with_what_matching_heard_and_rank_by_closenes
     assert g.match("Add an apple to the shopping list.").slots == {"item": "apple"}
     assert g.match("add the who to the shopping list").slots == {"item": "the who"}
     assert g.match("add a to the shopping list").slots == {"item": "a"}  # nothing else heard: kept
-    # Nothing heard for the free text: not that command (rather than the item "add", the word "add" missed).
+    # Nothing heard for the free text: not that command (rather than the item "add", the word "add" missed),
+    # but the closest, missing its item.
     assert g.match("Add to the shopping list.") is None and g.candidates("add to the shopping list") == []
+    assert (g.best("Add to the shopping list.").command.name, g.best("add to the shopping list").missing) == (
+        "shopping", ("item",))
 
 
 def test_number_contexts_are_the_words_before_each_number_slot():

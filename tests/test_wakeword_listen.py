@@ -126,3 +126,4 @@ def test_free_text_is_heard_and_a_command_without_it_is_no_match(tmp_path, model
     dropped = wake_and_command(tmp_path, "add a banana to the shopping list", name="dropped")
     out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", dropped))
     assert [e["event"] for e in out] == ["wake", "no_match"], out
+    assert out[1]["closest"] == "shopping" and out[1]["missing"] == ["item"]  # an app can ask for the item

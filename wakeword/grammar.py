@@ -199,7 +199,7 @@ def _span_options(element: Element, words: list[str], j: int):
     if element.kind == "text":
         # Nothing heard for it: a parse that lets the slot take a phrase word instead ("add to the shopping
         # list" as item "add", the word "add" missing) costs a missed word; this one a little less, and
-        # match_phrase then rejects the phrase, as a command without its free text is not that command.
+        # the match says the slot is missing: a command without its free text is not that command.
         yield 0, _EMPTY_TEXT_COST, None
         for k in range(1, min(MAX_TEXT_SLOT_WORDS, n - j) + 1):
             yield k, 0.01 * (k - 1), _text_value(words[j:j + k])  # tiny cost: prefer shorter on ties
@@ -233,9 +233,11 @@ def _extra_word_cost(word: str, at_edge: bool) -> float:
 class PhraseMatch:
     score: float
     slots: dict[str, Any] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()  # free-text slots that heard nothing: then it is not this command
 
 
 def match_phrase(phrase: Phrase, words: list[str]) -> PhraseMatch | None:
+    """How well `words` say `phrase` (None: they can't), with the slot values; see PhraseMatch.missing."""
     elements, n, m = phrase.elements, len(words), len(phrase.elements)
     cost = [[_INF] * (n + 1) for _ in range(m + 1)]
     back: list[list[tuple | None]] = [[None] * (n + 1) for _ in range(m + 1)]
@@ -269,10 +271,9 @@ def match_phrase(phrase: Phrase, words: list[str]) -> PhraseMatch | None:
         if pi != i and elements[pi].kind != "word" and pj != j:
             slots[elements[pi].value] = value
         i, j = pi, pj
-    if any(e.kind == "text" and e.value not in slots for e in elements):
-        return None  # its free text was not heard
+    missing = tuple(e.value for e in elements if e.kind == "text" and e.value not in slots)
     score = max(0.0, 1.0 - cost[m][n] / max(1, phrase.weight))
-    return PhraseMatch(round(score, 3), dict(reversed(list(slots.items()))))
+    return PhraseMatch(round(score, 3), dict(reversed(list(slots.items()))), missing)
 
 
 @dataclass
@@ -289,6 +290,7 @@ class CommandMatch:
     score: float
     slots: dict[str, Any]
     rescored: str | None = None  # the grammar sentence acoustic rescoring chose instead of the transcript
+    missing: tuple[str, ...] = ()  # free-text slots that heard nothing ("add to the shopping list")
 
 
 @dataclass
@@ -369,19 +371,20 @@ class Grammar:
         self.min_score = min_score
 
     def best(self, text: str) -> CommandMatch | None:
-        """The best match, even if it scores below `min_score` (None when nothing aligns at all)."""
+        """The best match, even if it scores below `min_score` or misses its free text (None when nothing
+        aligns at all); a whole match before one that misses free text."""
         words = normalize_words(text)
         best: CommandMatch | None = None
         for command in self.commands:
             for phrase in command.phrases:
                 m = match_phrase(phrase, words)
-                if m is not None and (best is None or m.score > best.score):
-                    best = CommandMatch(command, phrase, m.score, m.slots)
+                if m is not None and (best is None or (not m.missing, m.score) > (not best.missing, best.score)):
+                    best = CommandMatch(command, phrase, m.score, m.slots, missing=m.missing)
         return best
 
     def match(self, text: str) -> CommandMatch | None:
         best = self.best(text)
-        return best if best is not None and best.score >= self.min_score else None
+        return best if best is not None and best.score >= self.min_score and not best.missing else None
 
     def candidates(self, text: str, limit: int = 12, numbers: tuple[int, ...] = ()) -> list[Candidate]:
         """The command sentences of this grammar nearest to a transcript, for the transcriber to score against

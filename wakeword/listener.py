@@ -5,7 +5,8 @@
   {"event": "command", "command", "text", "confidence", "transcript_confidence", "action", "slots", "t",
    "latency_s", ("rescored": the grammar sentence acoustic rescoring heard instead of the transcript)}
   {"event": "action_done" | "action_error", "command", "action", ("error")}
-  {"event": "no_match", "text", "reason", "t"}            (heard something that is no command, or nothing)
+  {"event": "no_match", "text", "reason", "t", "closest", "score", ("missing": free-text slots not heard)}
+                                                          (heard something that is no command, or nothing)
   {"event": "transcript", "text", "confidence", "t", "latency_s"}   (no commands configured)
   {"event": "wake_rejected", "wakeword", "score", "t", "heard"}     (only with verbose=True)
 `t` is seconds into the stream; `latency_s` is wall time from the end of the command (the endpoint) to the
@@ -208,7 +209,8 @@ class Listener:
         if match is None:
             best = self.grammar.best(text)
             yield {"event": "no_match", "text": text, "reason": "no command matches", "t": t,
-                   "closest": best.command.name if best else None, "score": best.score if best else 0.0}
+                   "closest": best.command.name if best else None, "score": best.score if best else 0.0,
+                   **({"missing": list(best.missing)} if best and best.missing else {})}
             return
         action = match.command.action
         yield {"event": "command", "command": match.command.name, "text": text, "confidence": match.score,
