@@ -449,7 +449,7 @@ def example_sentence(phrase: Phrase) -> str:
     A number is left out rather than given an example value: primed with "to 5 degrees", tiny.en (int8)
     wrote "seventy" as "7" for 2 of 5 TTS voices at 15 dB SNR, without the example for 1. Free text left out
     can prime the transcriber to leave it out too ("add a banana to the shopping list" heard as "Add to the
-    shopping list": no command, as match_phrase wants the free text). Marking it "..." was tried: the
+    shopping list": no command, as a match needs its free text). Marking it "..." was tried: the
     transcriber then copied "..." in place of an item it could not hear, and rescoring matched another
     command to that audio, a worse failure than no command."""
 
