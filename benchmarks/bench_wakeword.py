@@ -15,7 +15,7 @@
             whether a few unrelated requests per set are answered no_match.
 
     python benchmarks/bench_wakeword.py [--sections recall,cpu,latency,matching] [--model DIR]
-        [--fast-path true|false|card] [--snr 20,15] [--sets dev,heldout,heldout2] [--repeats N]
+        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,heldout2] [--repeats N]
         [--rescore off|MAX_DROP] [--json out.json] [--dump DIR]
 
 Needs espeak-ng, flite, festival and sox (TTS + resampling) and the default transcription model.
@@ -54,14 +54,14 @@ VOICES = ["espeak:en-us", "espeak:en-gb", "flite:slt", "flite:awb", "festival"]
 
 
 def make_transcribers(args):
-    """(wake-word checks: the full window, commands: as `listen.fast_path` says), one model, as listen has."""
+    """What listen transcribes with (wakeword.verify.ListenTranscribers), one model, as listen has."""
     from edge_asr import Transcriber
-    from wakeword.verify import local_transcriber
+    from wakeword.verify import listen_transcribers
 
     transcriber = Transcriber(args.model, threads=args.threads)
-    print(f"model {transcriber.model_dir} (fast path for commands: {args.fast_path})", flush=True)
-    fast = transcriber.card.fast_path.safe if args.fast_path is None else args.fast_path
-    return local_transcriber(transcriber, "en"), local_transcriber(transcriber, "en", fast_path=True) if fast else None
+    print(f"model {transcriber.model_dir} (fast path for commands: {args.fast_path}, beam {args.beam_size})",
+          flush=True)
+    return listen_transcribers(transcriber, "en", args.fast_path, args.beam_size)
 
 
 def noise(kind: str, n_samples: int, rms: float, seed: int) -> np.ndarray:
@@ -249,8 +249,9 @@ def section_latency(args, transcribers, tmp: Path) -> dict:
         audio = mix_at_snr(load_audio(wav), "pink", 20, seed=n)
         for repeat in range(args.repeats):
             for label, (section, ahead) in variants.items():
-                listener = Listener(plan_listen(section, "bench"), transcribers[0], transcribe_ahead=ahead,
-                                    transcribe_command=transcribers[1])
+                listener = Listener(plan_listen(section, "bench"), transcribers.wake_check, transcribe_ahead=ahead,
+                                    transcribe_command=transcribers.command,
+                                    command_retry=transcribers.command_retry)
                 start = time.monotonic()
                 for event in listener.run(open_stream(audio, realtime=True)):
                     if event["event"] == "command":
@@ -270,9 +271,7 @@ def section_latency(args, transcribers, tmp: Path) -> dict:
     capture = audio[int((speech_end - 4.6) * SR): int((speech_end + 0.3) * SR)]
     prompt = plan_listen(variants["listen"][0], "bench").grammar.prompt()
     alone = {}
-    for name, transcribe in (("command transcriber", transcribers[1]), ("full window", transcribers[0])):
-        if transcribe is None:  # commands use the full window too
-            continue
+    for name, transcribe in (("command transcriber", transcribers.command), ("full window", transcribers.wake_check)):
         walls, cpus = [], []
         for _ in range(3):
             wall, cpu = time.monotonic(), time.process_time()
@@ -455,7 +454,8 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
 
     if args.dump:
         args.dump.mkdir(parents=True, exist_ok=True)
-    transcribers = (recorded(transcribers[0], "full"), recorded(transcribers[1], "fast"))
+    wake_check, command = recorded(transcribers.wake_check, "full"), recorded(transcribers.command, "fast")
+    retry = recorded(transcribers.command_retry, "full")
     out = {}
     for set_name in args.sets.split(","):
         voices, commands, utterances, first_clip = MATCHING_SETS[set_name]
@@ -468,7 +468,8 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
             # One listener for the whole set, as if the utterances came one after another from one
             # microphone (a fresh one per utterance spends more time loading models than listening). Full
             # speed: transcribe-ahead would only start jobs that the next frames make stale.
-            listener = Listener(plan, transcribers[0], transcribe_command=transcribers[1], transcribe_ahead=False)
+            listener = Listener(plan, wake_check, transcribe_command=command, command_retry=retry,
+                                transcribe_ahead=False)
             current["listener"] = listener
             results = []
             unrelated = [(u, None, {}) for u in UNRELATED[set_name]]
@@ -540,6 +541,8 @@ def main() -> int:
     parser.add_argument("--fast-path", default=ListenSection().fast_path,
                         type=lambda v: {"true": True, "false": False, "card": None}[v.lower()],
                         help="commands on the fast path: true, false or card (default: listen's default)")
+    parser.add_argument("--beam-size", type=int, default=ListenSection().beam_size,
+                        help="commands: listen.beam_size (default: listen's default; 1: greedy)")
     parser.add_argument("--snr", default=[20.0, 15.0], type=lambda v: [float(x) for x in v.split(",")],
                         help="matching: speech-to-noise ratios in dB, comma-separated (default 20,15)")
     parser.add_argument("--sets", default="dev,heldout,heldout2",
@@ -560,7 +563,7 @@ def main() -> int:
         for name in sections:
             started = time.monotonic()
             if name == "recall":
-                out[name] = section_recall(args, transcribers[0])
+                out[name] = section_recall(args, transcribers.wake_check)
             elif name == "cpu":
                 out[name] = section_cpu(args, None)
             elif name == "latency":

@@ -36,11 +36,12 @@ def wake_then(tmp_path, command: str) -> np.ndarray:
 
 
 def listener_as_listen_builds_it(section: ListenSection, transcriber) -> Listener:
-    """Wake-word checks on the full window, commands on the fast path (listen's default)."""
-    from wakeword.verify import local_transcriber
+    """Wake-word checks on the full window, commands as `listen.fast_path` and `listen.beam_size` say."""
+    from wakeword.verify import listen_transcribers
 
-    return Listener(plan_listen(section, "test"), local_transcriber(transcriber),
-                    transcribe_command=local_transcriber(transcriber, fast_path=True))
+    uses = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
+    return Listener(plan_listen(section, "test"), uses.wake_check, transcribe_command=uses.command,
+                    command_retry=uses.command_retry)
 
 
 def test_a_whole_command_ends_at_a_short_pause(tmp_path, transcriber):

@@ -53,6 +53,7 @@ def test_good_config_builds_a_plan():
     ("listen:\n  verifier: cloudy\n", "listen.verifier"),
     ("listen:\n  rescore_max_drop: -1\n", "listen.rescore_max_drop"),
     ("listen:\n  rescore_max_drop: lots\n", "listen.rescore_max_drop"),
+    ("listen:\n  beam_size: 0\n", "listen.beam_size"),
 ])
 def test_malformed_config_names_the_key(tmp_path, broken, key):
     config = tmp_path / "commands.yaml"

@@ -127,3 +127,17 @@ def test_free_text_is_heard_and_a_command_without_it_is_no_match(tmp_path, model
     out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", dropped))
     assert [e["event"] for e in out] == ["wake", "no_match"], out
     assert out[1]["closest"] == "shopping" and out[1]["missing"] == ["item"]  # an app can ask for the item
+
+
+def test_beam_size_hears_free_text_that_greedy_decoding_misses(tmp_path, model_dir):
+    said = wake_and_command(tmp_path, "put yogurt on the shopping list", voice="flite:rms", noise=0.05)
+    items = {}
+    for beam in (1, 3):
+        config = tmp_path / f"beam{beam}.yaml"
+        config.write_text(json.dumps({"listen": {"wakewords": ["alexa"], "beam_size": beam, "commands": [
+            {"name": "shopping", "phrases": ["add {item} to the shopping list", "put {item} on the shopping list"]}]}}))
+        out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", said))
+        assert [e["event"] for e in out] == ["wake", "command"], out
+        items[beam] = out[1]["slots"]["item"]
+    # Greedy decoding hears "Put the overtime to the shopping list"; a beam of 3 keeps "yogurt".
+    assert items[3] == "yogurt" and items[1] != "yogurt", items

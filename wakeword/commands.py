@@ -55,6 +55,7 @@ def build_grammar(section: ListenSection, source: str) -> Grammar:
         action = build_action(cfg.action, f"{key}.action", source, common_slots | set(BUILTIN_FIELDS))
         commands.append(Command(cfg.name, phrases, action))
     _check_range(section.min_match_score, 0.0, 1.0, f"{SECTION}.min_match_score", source)
+    _check_range(section.beam_size, 1, 16, f"{SECTION}.beam_size", source)
     if section.rescore_max_drop is not None and section.rescore_max_drop < 0:
         raise ConfigError(f"{source}: '{SECTION}.rescore_max_drop' must be 0 or more (or null: off), "
                           f"got {section.rescore_max_drop!r}")

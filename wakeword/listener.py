@@ -49,12 +49,14 @@ class WakeWord:
 class Listener:
     """`verifiers` replaces the second stage per wake word (e.g. a cloud check); by default it is the local
     transcriber. With `verifier: none` in the config there is no second stage. `transcribe_command`
-    transcribes commands when they need other settings than the wake-word check (the fast path); a
-    command it hears as no command is then transcribed again with `transcribe` (the full window)."""
+    transcribes commands when they need other settings than the wake-word check (fast path, beam); a
+    command it hears as no command is then transcribed again with `command_retry` when given (the full
+    window; wakeword.verify.listen_transcribers makes all three as `listen` runs them)."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
                  verifiers: dict[str, Verifier] | None = None, threads: int = 1,
-                 transcribe_ahead: bool = True, transcribe_command: Transcribe | None = None) -> None:
+                 transcribe_ahead: bool = True, transcribe_command: Transcribe | None = None,
+                 command_retry: Transcribe | None = None) -> None:
         section = plan.section
         self.wakewords: dict[str, WakeWord] = {}
         for wake in plan.wakewords:
@@ -64,8 +66,7 @@ class Listener:
                             or TranscriptVerifier(transcribe, wake.phrases))
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
         self.transcribe = transcribe_command or transcribe
-        # A second opinion for commands that the command transcriber heard as no command.
-        self.full_window = transcribe if transcribe_command not in (None, transcribe) else None
+        self.full_window = command_retry  # a second opinion for commands heard as no command
         self.grammar = plan.grammar if plan.grammar.commands else None
         self.prompt = section.command_prompt
         if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for

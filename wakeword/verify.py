@@ -46,17 +46,18 @@ Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
 UNADAPTED_FAST_PATH_PAD_S = 8.0
 
 
-def local_transcriber(transcriber, language: str | None = "en", fast_path: bool | None = False) -> Transcribe:
-    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (greedy, no fallback).
+def local_transcriber(transcriber, language: str | None = "en", fast_path: bool | None = False,
+                      beam_size: int = 1) -> Transcribe:
+    """Adapt an edge_asr Transcriber to `audio -> Heard`, tuned for short commands (no fallback).
 
     `fast_path`: True encodes only the seconds present (plus silence, see UNADAPTED_FAST_PATH_PAD_S), not a
-    30 s window; False always the full window; None as the model card says.
+    30 s window; False always the full window; None as the model card says. `beam_size` 1: greedy.
     """
     unadapted = bool(fast_path) and not transcriber.card.fast_path.safe
     pad_s = UNADAPTED_FAST_PATH_PAD_S if unadapted else None  # None: the card's pad
 
     def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
-        segments, _ = transcriber.transcribe(audio, beam_size=1, temperature=(0.0,), language=language,
+        segments, _ = transcriber.transcribe(audio, beam_size=beam_size, temperature=(0.0,), language=language,
                                              word_timestamps=False, condition_on_previous_text=False,
                                              initial_prompt=prompt, fast_path=fast_path, fast_path_pad_s=pad_s,
                                              without_timestamps=unadapted, keep_encoder_output=True)
@@ -76,6 +77,25 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
         return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3), score, next_words)
 
     return transcribe
+
+
+@dataclass
+class ListenTranscribers:
+    """What `listen` transcribes with, from one model: the wake-word check (full window, greedy), commands
+    (`listen.fast_path`, `listen.beam_size`) and, for commands on the fast path, a full-window second opinion
+    for one it heard as no command (None otherwise)."""
+
+    wake_check: Transcribe
+    command: Transcribe
+    command_retry: Transcribe | None
+
+
+def listen_transcribers(transcriber, language: str | None, fast_path: bool | None, beam_size: int
+                        ) -> ListenTranscribers:
+    fast = transcriber.card.fast_path.safe if fast_path is None else fast_path
+    command = local_transcriber(transcriber, language, fast_path=fast, beam_size=beam_size)
+    retry = local_transcriber(transcriber, language, beam_size=beam_size) if fast else None
+    return ListenTranscribers(local_transcriber(transcriber, language), command, retry)
 
 
 class Verifier(Protocol):

@@ -49,13 +49,12 @@ def run(args: argparse.Namespace) -> int:
     with open_stream(args.input or MICROPHONE, realtime=args.realtime, device=device) as stream:
         from edge_asr import Transcriber
         from wakeword.listener import Listener
-        from wakeword.verify import local_transcriber
+        from wakeword.verify import listen_transcribers
 
         threads = args.threads or config.transcribe.threads or 2
         transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
-        transcribe = local_transcriber(transcriber, section.language)  # wake-word checks: the full window
-        fast = transcriber.card.fast_path.safe if section.fast_path is None else section.fast_path
-        transcribe_command = local_transcriber(transcriber, section.language, fast_path=True) if fast else None
+        uses = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
+        transcribe = uses.wake_check
         verifiers = None
         if cloud is not None:
             from wakeword.verify import CloudVerifier, TranscriptVerifier
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             verifiers = {w.spec.name: CloudVerifier(cloud, w.phrases, TranscriptVerifier(transcribe, w.phrases),
                                                     section.language) for w in plan.wakewords}
         listener = Listener(plan, transcribe, verbose=args.verbose, verifiers=verifiers,
-                            transcribe_command=transcribe_command)
+                            transcribe_command=uses.command, command_retry=uses.command_retry)
         for event in listener.run(stream):
             print(json.dumps(event, ensure_ascii=False), flush=True)
     return 0
