@@ -13,7 +13,9 @@ stream all 328 utterances in clip order): share of utterances and of audio escal
 WER gap recovered, and 90 % bootstrap intervals resampling recordings (all noisy copies together) within each
 fold, with the routing decisions held fixed. Also: the most any ordering of the unsure windows (by benefit,
 by benefit per second, by confidence, by the true gain) could recover within a share of audio, sorted with
-hindsight over the whole set: a ceiling for any cap accounting built on these scores. And one alternative
+hindsight over the whole set: a ceiling for any cap accounting built on these scores. The same for a share of
+the utterances: in the order of the benefit, of the device's own errors and of the true gain, each with the
+shipped arbiter and a perfect one (what better routing could still reach). And one alternative
 tried for a binding cap: the benefit discounted by the audio it costs (benefit - lambda * seconds, lambda
 chosen on each training side for the cap, the two folds' replays summed).
 
@@ -160,6 +162,33 @@ def ceilings(clips, cloud, errors: Errors, scores, min_confidence: float,
     return out
 
 
+def utterance_ceilings(clips, cloud, errors: Errors, scores, min_confidence: float, share: float) -> dict:
+    """The gap recovered by sending `share` of the utterances, no cap: the unsure windows with words in the
+    order of the cross-fitted benefit, of the device's own word errors (hindsight: the best a perfect
+    predictor of the device's errors could do) and of the true gain (oracle); each with the shipped arbiter
+    (takes_cloud) and with a perfect one (per window the better of the two transcripts)."""
+    gap = sum(errors.local[c.id] - errors.cloud[c.id] for c in clips)
+    unsure = [c for c in clips if scores.local[c.id] < min_confidence and scores.benefit[c.id] is not None]
+
+    def gain(c, perfect: bool) -> int:
+        diff = errors.local[c.id] - errors.cloud[c.id]
+        if perfect:
+            return max(0, diff)
+        return diff if takes_cloud(scores.local[c.id], cloud[c.id]["text"], scores.cloud[c.id]) else 0
+
+    orders = {"benefit (cross-fitted)": lambda c: scores.benefit[c.id],
+              "device's own errors (hindsight)": lambda c: errors.local[c.id],
+              "true gain (oracle)": lambda c: gain(c, True)}
+    k = int(round(share * len(clips)))
+    out = {}
+    for name, key in orders.items():
+        top = sorted(unsure, key=key, reverse=True)[:k]
+        out[name] = {"escalated": len(top) / len(clips),
+                     "gap_recovered": sum(gain(c, False) for c in top) / gap,
+                     "gap_recovered_perfect_arbiter": sum(gain(c, True) for c in top) / gap}
+    return out
+
+
 DISCOUNT_GRID = tuple(float(v) for v in np.arange(0.0, 0.401, 0.025))  # word errors per second of audio
 
 
@@ -283,6 +312,12 @@ def main() -> int:
     for name, rows in results["ceilings_pooled"].items():
         print(f"  {name:30} " + "  ".join(f"{r['audio_share']:.0%}: {r['gap_recovered']:5.1%} "
                                           f"({r['escalated']:.0%} utt.)" for r in rows))
+    results["utterance_ceilings"] = utterance_ceilings(noisy, cloud, errors, pooled_scores, recipe.unsure,
+                                                       recipe.escalate)
+    print(f"\nsending the first {recipe.escalate:.0%} of the utterances (no cap), pooled, in the order of:")
+    for name, row in results["utterance_ceilings"].items():
+        print(f"  {name:32} {row['gap_recovered']:6.1%} of the gap; with a perfect arbiter "
+              f"{row['gap_recovered_perfect_arbiter']:6.1%}")
     caps = [c for c in args.max_shares if c < 1]
     results["discounted"] = discount_check(folds, fold_fits, local, cloud, errors, recipe, caps, args.burst_s)
     print("\nbenefit discounted by the audio it costs (benefit - lambda * seconds; lambda chosen on each training "
