@@ -63,6 +63,14 @@ def test_numbers():
     assert parse_number(["two", "thousand", "twenty"]) == 2020
     assert parse_number(["90"]) == 90
     assert parse_number(["for"]) is None and parse_number(["five", "lights"]) is None
+    # "twenty one" written "20 1" (heard so by tiny.en); "7 30" is not one number.
+    assert parse_number(["20", "1"]) == 21 and parse_number(["7", "30"]) is None
+
+
+def test_a_number_written_as_tens_and_a_digit_is_one_number():
+    grammar = Grammar([Command("thermostat", [parse_phrase("set the temperature to {degrees:int} degrees")])])
+    match = grammar.match("Set the temperature to 20 1 degrees")
+    assert match is not None and match.slots == {"degrees": 21} and match.score == 1.0
 
 
 @pytest.mark.parametrize("phrase", ["turn {state:on} the lights", "turn {on the lights", "set {x:int} {x}",

@@ -52,9 +52,13 @@ _SCALES = {"hundred": 100, "thousand": 1000}
 
 
 def parse_number(words: list[str] | tuple[str, ...]) -> int | None:
-    """"25", "twenty five", "a hundred and five" -> int; None if the words are not one number."""
-    if len(words) == 1 and words[0].isdigit():
-        return int(words[0])
+    """"25", "twenty five", "a hundred and five" -> int; None if the words are not one number. Whisper
+    sometimes writes "twenty one" as "20 1": tens then a digit is one number too."""
+    if all(w.isdigit() for w in words):
+        values = [int(w) for w in words]
+        if len(values) == 2 and values[0] in range(20, 100, 10) and values[1] in range(1, 10):
+            return values[0] + values[1]
+        return values[0] if len(values) == 1 else None
     total, current, seen = 0, 0, False
     for i, word in enumerate(words):
         if word in _UNITS:
