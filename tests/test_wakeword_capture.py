@@ -39,9 +39,9 @@ def listener_as_listen_builds_it(section: ListenSection, transcriber) -> Listene
     """Wake-word checks on the full window, commands as `listen.fast_path` and `listen.beam_size` say."""
     from wakeword.verify import listen_transcribers
 
-    uses = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
-    return Listener(plan_listen(section, "test"), uses.wake_check, transcribe_command=uses.command,
-                    command_retry=uses.command_retry)
+    made = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
+    return Listener(plan_listen(section, "test"), made.wake_check, transcribe_command=made.command,
+                    command_retry=made.command_retry)
 
 
 def test_a_whole_command_ends_at_a_short_pause(tmp_path, transcriber):

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
         threads = args.threads or config.transcribe.threads or 2
         transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
-        uses = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
-        transcribe = uses.wake_check
+        transcribers = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
+        transcribe = transcribers.wake_check
         verifiers = None
         if cloud is not None:
             from wakeword.verify import CloudVerifier, TranscriptVerifier
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
             verifiers = {w.spec.name: CloudVerifier(cloud, w.phrases, TranscriptVerifier(transcribe, w.phrases),
                                                     section.language) for w in plan.wakewords}
         listener = Listener(plan, transcribe, verbose=args.verbose, verifiers=verifiers,
-                            transcribe_command=uses.command, command_retry=uses.command_retry)
+                            transcribe_command=transcribers.command,
+                            command_retry=transcribers.command_retry)
         for event in listener.run(stream):
             print(json.dumps(event, ensure_ascii=False), flush=True)
     return 0
