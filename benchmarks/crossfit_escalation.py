@@ -131,17 +131,26 @@ def by_side(table: dict) -> list[np.ndarray]:
     return [np.array([v for k, v in table.items() if data.split_of(k) == s]) for s in SIDES]
 
 
+def arbitrated_gain(c, cloud, errors: Errors, scores) -> int:
+    """The word errors that sending clip c removes, the arbiter (takes_cloud) deciding which text stands."""
+    taken = takes_cloud(scores.local[c.id], cloud[c.id]["text"], scores.cloud[c.id])
+    return errors.local[c.id] - errors.cloud[c.id] if taken else 0
+
+
+def unsure_with_words(clips, scores, min_confidence: float) -> list:
+    return [c for c in clips if scores.local[c.id] < min_confidence and scores.benefit[c.id] is not None]
+
+
 def ceilings(clips, cloud, errors: Errors, scores, min_confidence: float,
              audio_shares=(0.2, 0.25, 0.3, 0.35, 0.4)):
     """The gap recovered by taking the unsure windows with words in the order of a score, with hindsight over
     the whole set, until a share of the audio is spent (the arbiter, takes_cloud, still applies)."""
     def gain(c):
-        taken = takes_cloud(scores.local[c.id], cloud[c.id]["text"], scores.cloud[c.id])
-        return errors.local[c.id] - errors.cloud[c.id] if taken else 0
+        return arbitrated_gain(c, cloud, errors, scores)
 
     seconds = sum(c.duration for c in clips)
     gap = sum(errors.local[c.id] - errors.cloud[c.id] for c in clips)
-    unsure = [c for c in clips if scores.local[c.id] < min_confidence and scores.benefit[c.id] is not None]
+    unsure = unsure_with_words(clips, scores, min_confidence)
     orders = {
         "benefit (errors per window)": lambda c: scores.benefit[c.id],
         "benefit per second": lambda c: scores.benefit[c.id] / c.duration,
@@ -168,13 +177,12 @@ def utterance_ceilings(clips, cloud, errors: Errors, scores, min_confidence: flo
     predictor of the device's errors could do) and of the true gain (oracle); each with the shipped arbiter
     (takes_cloud) and with a perfect one (per window the better of the two transcripts)."""
     gap = sum(errors.local[c.id] - errors.cloud[c.id] for c in clips)
-    unsure = [c for c in clips if scores.local[c.id] < min_confidence and scores.benefit[c.id] is not None]
+    unsure = unsure_with_words(clips, scores, min_confidence)
 
     def gain(c, perfect: bool) -> int:
-        diff = errors.local[c.id] - errors.cloud[c.id]
         if perfect:
-            return max(0, diff)
-        return diff if takes_cloud(scores.local[c.id], cloud[c.id]["text"], scores.cloud[c.id]) else 0
+            return max(0, errors.local[c.id] - errors.cloud[c.id])
+        return arbitrated_gain(c, cloud, errors, scores)
 
     orders = {"benefit (cross-fitted)": lambda c: scores.benefit[c.id],
               "device's own errors (hindsight)": lambda c: errors.local[c.id],
