@@ -10,15 +10,16 @@
             acoustic rescoring, vs the full trailing silence, vs transcribing only after the endpoint; with
             a breakdown (VAD end, endpoint, action).
   matching  command matching over TTS utterances (espeak-ng, flite, festival voices) through listen (a real
-            "alexa", then the command) with noise at 20 and 15 dB SNR, on a dev set and two held-out sets
+            "alexa", then the command) with noise at 20 and 15 dB SNR, on a dev set and three held-out sets
             (other voices, phrasings and commands); tolerant vs exact matching of the same transcripts, and
             whether a few unrelated requests per set are answered no_match.
 
     python benchmarks/bench_wakeword.py [--sections recall,cpu,latency,matching] [--model DIR]
-        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,heldout2] [--repeats N]
-        [--rescore off|MAX_DROP] [--json out.json] [--dump DIR]
+        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,heldout2,heldout3]
+        [--repeats N] [--rescore off|MAX_DROP] [--json out.json] [--dump DIR]
 
-Needs espeak-ng, flite, festival and sox (TTS + resampling) and the default transcription model.
+Needs espeak-ng, flite, festival (and the voices festvox-us-slt-hts, festvox-kdlpc16k) and sox (TTS +
+resampling) and the default transcription model.
 """
 
 from __future__ import annotations
@@ -394,16 +395,50 @@ HELDOUT2_UTTERANCES = [
     ("put eggs on the shopping list", "shopping", {"item": "eggs"}),
     ("add orange juice to the shopping list", "shopping", {"item": "orange juice"}),
 ]
+# Held-out v3, written after v2's result and run once (the rule was set down before: >= 95 % at both SNRs).
+# Five voices in no set above: festival's statistical slt (HTS) and ked diphone voices (Debian festvox-us-slt-hts,
+# festvox-kdlpc16k), espeak-ng received pronunciation and en-us's third male variant, flite slt slowed 1.15x and
+# pitched up. A new home's commands, a free-text one among them. Its "alexa" clips (120-139) end within 1.84 s
+# of the word (100-119 hold one with 3.25 s of silence after it, v1's pause artifact).
+HELDOUT3_VOICES = ["festival:slt-hts", "festival:ked", "espeak:en-gb-x-rp", "espeak:en-us+m3", "flite:slt-slow-high"]
+HELDOUT3_ROOMS = "kitchen|bedroom|living room|porch|basement"
+HELDOUT3_COMMANDS = {
+    "lights": [f"turn {{state:on|off}} the {{room:{HELDOUT3_ROOMS}}} lights"],
+    "dim": [f"dim the {{room:{HELDOUT3_ROOMS}}} lights"],
+    "tv": ["turn {state:on|off} the tv", "switch {state:on|off} the tv"],
+    "timer": ["set a timer for {minutes:int} minutes"],
+    "heating": ["set the heating to {degrees:int} degrees"],
+    "time": ["what time is it"],
+    "call": ["call {contact:mom|dad|grandma|the office}"],
+    "music": ["{action:pause|stop|resume} the music"],
+    "reminder": ["remind me to {task}"],
+}
+HELDOUT3_UTTERANCES = [
+    ("turn on the porch lights", "lights", {"state": "on", "room": "porch"}),
+    ("turn off the basement lights", "lights", {"state": "off", "room": "basement"}),
+    ("dim the living room lights", "dim", {"room": "living room"}),
+    ("switch off the tv", "tv", {"state": "off"}),
+    ("set a timer for twelve minutes", "timer", {"minutes": 12}),
+    ("set a timer for ninety minutes", "timer", {"minutes": 90}),
+    ("set the heating to nineteen degrees", "heating", {"degrees": 19}),
+    ("what time is it", "time", {}),
+    ("call grandma", "call", {"contact": "grandma"}),
+    ("pause the music", "music", {"action": "pause"}),
+    ("resume the music", "music", {"action": "resume"}),
+    ("remind me to water the plants", "reminder", {"task": "water the plants"}),
+]
 # Requests that are no command of the set's grammar: listen must answer no_match. Scored apart from accuracy.
 UNRELATED = {
     "dev": ["what's the capital of france", "how do you spell necessary"],
     "heldout": ["who won the football game yesterday", "how far away is the moon"],
     "heldout2": ["tell me a joke about penguins", "how tall is mount everest"],
+    "heldout3": ["what is the meaning of life", "who wrote romeo and juliet"],
 }
 MATCHING_SETS = {
     "dev": (VOICES, DEV_COMMANDS, DEV_UTTERANCES, 20),  # (voices, commands, utterances, first alexa clip)
     "heldout": (HELDOUT_VOICES, HELDOUT_COMMANDS, HELDOUT_UTTERANCES, 60),
     "heldout2": (HELDOUT2_VOICES, HELDOUT2_COMMANDS, HELDOUT2_UTTERANCES, 80),
+    "heldout3": (HELDOUT3_VOICES, HELDOUT3_COMMANDS, HELDOUT3_UTTERANCES, 120),
 }
 
 
@@ -545,8 +580,8 @@ def main() -> int:
                         help="commands: listen.beam_size (default: listen's default; 1: greedy)")
     parser.add_argument("--snr", default=[20.0, 15.0], type=lambda v: [float(x) for x in v.split(",")],
                         help="matching: speech-to-noise ratios in dB, comma-separated (default 20,15)")
-    parser.add_argument("--sets", default="dev,heldout,heldout2",
-                        help="matching: comma-separated sets (dev, heldout, heldout2)")
+    parser.add_argument("--sets", default="dev,heldout,heldout2,heldout3",
+                        help="matching: comma-separated sets (dev, heldout, heldout2, heldout3)")
     parser.add_argument("--rescore", default=ListenSection().rescore_max_drop,
                         type=lambda v: None if v == "off" else float(v),
                         help="matching: listen.rescore_max_drop, or off (default: listen's default)")

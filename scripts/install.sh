@@ -8,7 +8,8 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 # portaudio: microphone; sndfile: audio files; TTS voices and sox: test audio (wake words, commands, noise).
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq libportaudio2 libsndfile1 espeak-ng flite festival sox >/dev/null
+$SUDO apt-get install -y -qq libportaudio2 libsndfile1 espeak-ng flite festival \
+    festvox-us-slt-hts festvox-kdlpc16k sox >/dev/null
 PIP="python3 -m pip install -q --disable-pip-version-check"
 # The CPU wheel first: any other torch spec would pull a multi-GB CUDA build.
 $PIP torch==2.13.0

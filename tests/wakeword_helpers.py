@@ -24,18 +24,24 @@ FESTIVAL_VARIANTS = {
     "": None,
     "slow-high": "(begin (Parameter.set 'Duration_Stretch 1.2) (set! int_lr_params '((target_f0_mean 140) "
                  "(target_f0_std 25) (model_f0_mean 170) (model_f0_std 34))))",
+    "slt-hts": "(voice_cmu_us_slt_arctic_hts)",  # Debian festvox-us-slt-hts: a statistical (HTS) voice
+    "ked": "(voice_ked_diphone)",  # festvox-kdlpc16k
+}
+FLITE_VARIANTS = {
+    "slt-slow-high": ["-voice", "slt", "--setf", "duration_stretch=1.15", "--setf", "int_f0_target_mean=200"],
 }
 
 
 def tts(text: str, out: Path, voice: str = "espeak:en-us") -> Path:
-    """Synthesize `text` to a 16 kHz mono 16-bit WAV. voice: espeak:<voice>, flite:<voice>, festival (its
-    one installed voice, kal_diphone) or festival:slow-high (the same voice 1.2x slower and pitched up)."""
+    """Synthesize `text` to a 16 kHz mono 16-bit WAV. voice: espeak:<voice>, flite:<voice>, flite:slt-slow-high,
+    festival (kal_diphone, festival's default) or festival:<FESTIVAL_VARIANTS key>."""
     engine, _, name = voice.partition(":")
     raw = out.with_suffix(".raw.wav")
     if engine == "espeak":
         subprocess.run(["espeak-ng", "-v", name or "en-us", "-s", "150", "-w", str(raw), text], check=True)
     elif engine == "flite":
-        subprocess.run(["flite", "-voice", name or "slt", "-t", text, "-o", str(raw)], check=True)
+        subprocess.run(["flite", *FLITE_VARIANTS.get(name, ["-voice", name or "slt"]), "-t", text, "-o", str(raw)],
+                       check=True)
     elif engine == "festival":
         variant = FESTIVAL_VARIANTS[name]
         subprocess.run(["text2wave", *(["-eval", variant] if variant else []), "-o", str(raw)],
