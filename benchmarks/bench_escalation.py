@@ -357,7 +357,8 @@ def routing_part(clips, local, cloud, model: ConfidenceModel, benefit: BenefitMo
         "reliability": reliability_table(confs, right),
         "ece": expected_calibration_error(confs, right),
     }
-    results["routing"]["live"] = live_routing(speech, local, cloud, model, args, cloud_server)
+    if args.live > 0:  # 0: the replay alone
+        results["routing"]["live"] = live_routing(speech, local, cloud, model, args, cloud_server)
     print_routing(results["routing"], args)
 
 
@@ -386,7 +387,9 @@ def print_routing(r: dict, args) -> None:
             print(f"        {row[key]:7.3f}   {row['escalated']:6.1%}  {row['audio_share']:6.1%}   "
                   f"{row['routed_wer']:.3f}      {row['gap_recovered']:6.1%}")
     print(f"  calibration on the held-out utterances: ECE {r['ece']:.3f}")
-    live = r["live"]
+    live = r.get("live")
+    if live is None:
+        return
     print(
         f"  live pass ({live['utterances']} utterances through EscalationPolicy): p50 latency local "
         f"{live['local_p50_s']:.2f} s, routed {live['routed_p50_s']:.2f} s; escalated utterances p50 "
@@ -662,7 +665,7 @@ def main() -> int:
                     help="another noise draw for the noisy clips (0: the benchmark's; see escalation_data)")
     ap.add_argument("--max-share", type=float, default=EscalationSection.max_share)
     ap.add_argument("--burst-s", type=float, default=EscalationSection.burst_s)
-    ap.add_argument("--live", type=int, default=24, help="utterances routed live through the policy")
+    ap.add_argument("--live", type=int, default=24, help="utterances routed live through the policy (0: none)")
     ap.add_argument("--timeout", type=float, default=3.0, help="policy deadline for the cloud-down part")
     ap.add_argument("--down-utterances", type=int, default=20)
     ap.add_argument("--clients", type=int, default=8)
