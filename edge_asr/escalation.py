@@ -254,7 +254,8 @@ def within_share(sent_s: float, span_s: float, seen_s: float, max_share: float, 
     can go. A window that does not fit is skipped for good, whatever comes later; unspent budget carries on.
 
     It ranks nothing: on the speech-dev benchmark, sorting the unsure windows with hindsight recovered little
-    more inside the same share of audio (README, "Cross-fitted"). bench_escalation.py replays it as is."""
+    more inside the same share of audio (benchmarks/RESULTS.md, "Cross-fitted"). bench_escalation.py replays it
+    as is."""
     return sent_s + span_s <= max_share * seen_s + burst_s
 
 
