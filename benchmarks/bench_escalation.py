@@ -122,11 +122,7 @@ def run_cloud(clips: list[data.Clip], cloud: Cloud, cache: Path) -> dict:
     """Cloud-only transcripts of every clip (verbose_json, language en), cached per clip id."""
     from tqdm import tqdm
 
-    done = {}
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            done[row["id"]] = row
+    done = data.read_cache(cache)
     todo = [c for c in clips if c.id not in done]
     if todo:
         client = CloudClient(cloud.endpoint, TOKEN, timeout_s=600, retries=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,21 +202,21 @@ def segment_record(seg) -> dict:
     }
 
 
+def read_cache(path: Path) -> dict[str, dict]:
+    """Transcripts cached one JSON row per line, by clip id ({} before the first run)."""
+    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())} if path.exists() else {}
+
+
 def run_local(clips: list[Clip], model: str | None, cache: Path, threads: int = 2, beam_size: int = 1
               ) -> dict:
     """Transcribe clips with the local model; results are cached per clip id in a JSONL file (resumable)."""
-    import json
     import time
 
     from tqdm import tqdm
 
     from edge_asr.transcriber import Transcriber
 
-    done: dict[str, dict] = {}
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            done[row["id"]] = row
+    done = read_cache(cache)
     todo = [c for c in clips if c.id not in done]
     if todo:
         transcriber = Transcriber(model, threads=threads)

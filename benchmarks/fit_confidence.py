@@ -177,7 +177,7 @@ def load_jsonl(path: Path) -> dict:
     if not path.exists():
         raise SystemExit(f"fit_confidence: no cloud transcripts at {path}; run benchmarks/bench_escalation.py "
                          "(parts routing,nonspeech) first, or pass --cloud-cache")
-    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())}
+    return data.read_cache(path)
 
 
 def fit_confidence(clips, local, args) -> tuple[ConfidenceModel, dict[str, float]]:
