@@ -499,8 +499,8 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
 
     if args.dump:
         args.dump.mkdir(parents=True, exist_ok=True)
-    # Not named "command": the loop below once reused that name for each utterance's expected command, so every
-    # listener after the first transcribed commands with the wake-word check's full window (fixed 2026-11-27).
+    # Named apart from the loop's expected `want`: a shared name once gave every listener after the first the
+    # wake-word check's transcriber for commands.
     wake_check = recorded(transcribers.wake_check, "full")
     transcribe_command = recorded(transcribers.command, "fast")
     retry = recorded(transcribers.command_retry, "full")
