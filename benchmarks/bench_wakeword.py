@@ -10,12 +10,12 @@
             acoustic rescoring, vs the full trailing silence, vs transcribing only after the endpoint; with
             a breakdown (VAD end, endpoint, action).
   matching  command matching over TTS utterances (espeak-ng, flite, festival voices) through listen (a real
-            "alexa", then the command) with noise at 20 and 15 dB SNR, on a dev set and three held-out sets
+            "alexa", then the command) with noise at 20 and 15 dB SNR, on a dev set and four held-out sets
             (other voices, phrasings and commands); tolerant vs exact matching of the same transcripts, and
             whether a few unrelated requests per set are answered no_match.
 
     python benchmarks/bench_wakeword.py [--sections recall,cpu,latency,matching] [--model DIR]
-        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,heldout2,heldout3]
+        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,...,heldout4]
         [--repeats N] [--rescore off|MAX_DROP] [--json out.json] [--dump DIR]
 
 Needs espeak-ng, flite, festival (and the voices festvox-us-slt-hts, festvox-kdlpc16k) and sox (TTS +
@@ -427,6 +427,41 @@ HELDOUT3_UTTERANCES = [
     ("resume the music", "music", {"action": "resume"}),
     ("remind me to water the plants", "reminder", {"task": "water the plants"}),
 ]
+# Held-out v4, written once beam 3 became the default (v3 had then been looked at with greedy and with beam 3),
+# run once under a rule set before (>= 95 % at both SNRs). Five voices in no set above: espeak-ng Lancaster,
+# West Midlands and en-us+f4, flite rms and festival ked spoken faster (0.9x). Another home's commands.
+# Its "alexa" clips (40-59), used by no other set, end within 2.6 s of the word.
+HELDOUT4_VOICES = ["espeak:en-gb-x-gbclan", "espeak:en-gb-x-gbcwmd", "espeak:en-us+f4", "flite:rms-fast",
+                   "festival:ked-fast"]
+HELDOUT4_COMMANDS = {
+    "garage": ["{action:open|close} the garage door"],
+    "vacuum": ["start the [robot] vacuum"],
+    "fan": ["set the fan [speed] to {speed:int}"],
+    "oven": ["preheat the oven to {degrees:int} degrees"],
+    "todo": ["add {task} to my to do list"],
+    "calendar": ["what's on my calendar [today]"],
+    "skip": ["skip this song", "next song"],
+    "volume": ["set the volume to {level:int}"],
+    "sprinklers": ["turn {state:on|off} the sprinklers"],
+    "alarm": ["{action:arm|disarm} the alarm"],
+    "lights": ["turn {state:on|off} the {room:kitchen|dining room|study|nursery} lights"],
+    "timer": ["set a timer for {minutes:int} minutes"],
+}
+HELDOUT4_UTTERANCES = [
+    ("open the garage door", "garage", {"action": "open"}),
+    ("start the robot vacuum", "vacuum", {}),
+    ("set the fan speed to three", "fan", {"speed": 3}),
+    ("preheat the oven to three hundred and fifty degrees", "oven", {"degrees": 350}),
+    ("add call the dentist to my to do list", "todo", {"task": "call the dentist"}),
+    ("what's on my calendar today", "calendar", {}),
+    ("skip this song", "skip", {}),
+    ("set the volume to seven", "volume", {"level": 7}),
+    ("turn off the sprinklers", "sprinklers", {"state": "off"}),
+    ("disarm the alarm", "alarm", {"action": "disarm"}),
+    ("turn on the dining room lights", "lights", {"state": "on", "room": "dining room"}),
+    ("turn off the study lights", "lights", {"state": "off", "room": "study"}),
+    ("set a timer for eighteen minutes", "timer", {"minutes": 18}),
+]
 # A dev set for number slots (not in the default run): teens against tens ("fifteen"/"fifty"), the classic
 # confusion, and compounds, said by the dev voices to the dev grammar. For work on numbers, not a held-out set.
 NUMBER_WORDS = {13: "thirteen", 30: "thirty", 14: "fourteen", 40: "forty", 15: "fifteen", 50: "fifty",
@@ -441,6 +476,7 @@ UNRELATED = {
     "heldout": ["who won the football game yesterday", "how far away is the moon"],
     "heldout2": ["tell me a joke about penguins", "how tall is mount everest"],
     "heldout3": ["what is the meaning of life", "who wrote romeo and juliet"],
+    "heldout4": ["what's the population of japan", "how many ounces are in a cup"],
     "numbers": [],
 }
 MATCHING_SETS = {
@@ -448,6 +484,7 @@ MATCHING_SETS = {
     "heldout": (HELDOUT_VOICES, HELDOUT_COMMANDS, HELDOUT_UTTERANCES, 60),
     "heldout2": (HELDOUT2_VOICES, HELDOUT2_COMMANDS, HELDOUT2_UTTERANCES, 80),
     "heldout3": (HELDOUT3_VOICES, HELDOUT3_COMMANDS, HELDOUT3_UTTERANCES, 120),
+    "heldout4": (HELDOUT4_VOICES, HELDOUT4_COMMANDS, HELDOUT4_UTTERANCES, 40),
     "numbers": (VOICES, DEV_COMMANDS, NUMBER_UTTERANCES, 20),
 }
 
@@ -593,9 +630,9 @@ def main() -> int:
                         help="commands: listen.beam_size (default: listen's default; 1: greedy)")
     parser.add_argument("--snr", default=[20.0, 15.0], type=lambda v: [float(x) for x in v.split(",")],
                         help="matching: speech-to-noise ratios in dB, comma-separated (default 20,15)")
-    parser.add_argument("--sets", default="dev,heldout,heldout2,heldout3",
-                        help="matching: comma-separated sets (dev, heldout, heldout2, heldout3; numbers: a dev set for "
-                             "number slots)")
+    parser.add_argument("--sets", default="dev,heldout,heldout2,heldout3,heldout4",
+                        help="matching: comma-separated sets (dev, heldout, heldout2, heldout3, heldout4; "
+                             "numbers: a dev set for number slots)")
     parser.add_argument("--rescore", default=ListenSection().rescore_max_drop,
                         type=lambda v: None if v == "off" else float(v),
                         help="matching: listen.rescore_max_drop, or off (default: listen's default)")

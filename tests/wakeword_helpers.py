@@ -26,14 +26,16 @@ FESTIVAL_VARIANTS = {
                  "(target_f0_std 25) (model_f0_mean 170) (model_f0_std 34))))",
     "slt-hts": "(voice_cmu_us_slt_arctic_hts)",  # Debian festvox-us-slt-hts: a statistical (HTS) voice
     "ked": "(voice_ked_diphone)",  # festvox-kdlpc16k
+    "ked-fast": "(begin (voice_ked_diphone) (Parameter.set 'Duration_Stretch 0.9))",
 }
 FLITE_VARIANTS = {
     "slt-slow-high": ["-voice", "slt", "--setf", "duration_stretch=1.15", "--setf", "int_f0_target_mean=200"],
+    "rms-fast": ["-voice", "rms", "--setf", "duration_stretch=0.9", "--setf", "int_f0_target_mean=130"],
 }
 
 
 def tts(text: str, out: Path, voice: str = "espeak:en-us") -> Path:
-    """Synthesize `text` to a 16 kHz mono 16-bit WAV. voice: espeak:<voice>, flite:<voice>, flite:slt-slow-high,
+    """Synthesize `text` to a 16 kHz mono 16-bit WAV. voice: espeak:<voice>, flite:<voice or FLITE_VARIANTS key>,
     festival (kal_diphone, festival's default) or festival:<FESTIVAL_VARIANTS key>."""
     engine, _, name = voice.partition(":")
     raw = out.with_suffix(".raw.wav")
