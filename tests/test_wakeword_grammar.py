@@ -65,12 +65,20 @@ def test_numbers():
     assert parse_number(["for"]) is None and parse_number(["five", "lights"]) is None
     # "twenty one" written "20 1" (heard so by tiny.en); "7 30" is not one number.
     assert parse_number(["20", "1"]) == 21 and parse_number(["7", "30"]) is None
+    # "three hundred and fifty" written "300 and 50"; pieces join only as spoken numbers do.
+    assert parse_number(["300", "and", "50"]) == 350 and parse_number(["2000", "5"]) == 2005
+    assert parse_number(["2000", "300", "and", "50"]) == 2350
+    for pieces in (["20", "15"], ["5", "5"], ["300", "300"], ["20", "and", "1"], ["and", "5"], ["300", "and"]):
+        assert parse_number(pieces) is None, pieces
 
 
-def test_a_number_written_as_tens_and_a_digit_is_one_number():
-    grammar = Grammar([Command("thermostat", [parse_phrase("set the temperature to {degrees:int} degrees")])])
+def test_a_number_written_in_pieces_is_one_number():
+    grammar = Grammar([Command("thermostat", [parse_phrase("set the temperature to {degrees:int} degrees")]),
+                       Command("oven", [parse_phrase("preheat the oven to {degrees:int} degrees")])])
     match = grammar.match("Set the temperature to 20 1 degrees")
     assert match is not None and match.slots == {"degrees": 21} and match.score == 1.0
+    match = grammar.match("Preheat the oven to 300 and 50 degrees")  # tiny.en's "three hundred and fifty"
+    assert match is not None and match.slots == {"degrees": 350} and match.score == 1.0
 
 
 @pytest.mark.parametrize("phrase", ["turn {state:on} the lights", "turn {on the lights", "set {x:int} {x}",

@@ -53,12 +53,14 @@ _SCALES = {"hundred": 100, "thousand": 1000}
 
 def parse_number(words: list[str] | tuple[str, ...]) -> int | None:
     """"25", "twenty five", "a hundred and five" -> int; None if the words are not one number. Whisper
-    sometimes writes "twenty one" as "20 1": tens then a digit is one number too."""
-    if all(w.isdigit() for w in words):
-        values = [int(w) for w in words]
-        if len(values) == 2 and values[0] in range(20, 100, 10) and values[1] in range(1, 10):
-            return values[0] + values[1]
-        return values[0] if len(values) == 1 else None
+    sometimes writes a number in pieces, as it was said: "20 1" (twenty one), "300 and 50" (three hundred and
+    fifty); pieces that join as spoken numbers do are one number."""
+    pieces = [int(w) if w.isdigit() else w for w in words]
+    if pieces and all(isinstance(v, int) or (v == "and" and 0 < i < len(pieces) - 1 and pieces[i - 1] >= 100)
+                      for i, v in enumerate(pieces)):
+        values = [v for v in pieces if v != "and"]
+        joined = all(_joins(a, b) for a, b in zip(values, values[1:]))
+        return sum(values) if joined else None
     total, current, seen = 0, 0, False
     for i, word in enumerate(words):
         if word in _UNITS:
@@ -77,6 +79,15 @@ def parse_number(words: list[str] | tuple[str, ...]) -> int | None:
             return None
         seen = True
     return total + current if seen else None
+
+
+def _joins(first: int, then: int) -> bool:
+    """Does `then` continue `first` as spoken numbers do: tens then a digit (20 1), hundreds or thousands then
+    something smaller than their place (300 50, 2000 5)?"""
+    if first in range(20, 100, 10):
+        return then in range(1, 10)
+    place = 1000 if first % 1000 == 0 else 100
+    return first >= 100 and first % place == 0 and 0 < then < place
 
 
 # --- phrases -------------------------------------------------------------------------------------
