@@ -174,6 +174,18 @@ def test_candidates_fill_free_text_with_what_matching_heard_and_rank_by_closenes
         "shopping", ("item",))
 
 
+def test_a_phrase_heard_without_its_free_text_is_no_other_command():
+    # "Add to my to do list" fits the to-do phrase but for its task (0.86) better than it fits the shopping
+    # phrase whole (the item "to my", "do" for "the", "shopping" missing: 0.67): no command, and which is missing.
+    g = Grammar([Command("todo", [parse_phrase("add {task} to my to do list")]),
+                 Command("shopping", [parse_phrase("add {item} to the shopping list")])])
+    assert g.match("Add to my to do list.") is None
+    assert g.incomplete("Add to my to do list.").command.name == "todo"
+    assert g.match("add call mom to my to do list").slots == {"task": "call mom"}
+    assert g.match("add milk to the shopping list").command.name == "shopping"
+    assert g.incomplete("add milk to the shopping list") is None
+
+
 def test_number_contexts_are_the_words_before_each_number_slot():
     g = Grammar([
         Command("timer", [parse_phrase("set a timer for {minutes:int} minutes"),

@@ -129,6 +129,19 @@ def test_free_text_is_heard_and_a_command_without_it_is_no_match(tmp_path, model
     assert out[1]["closest"] == "shopping" and out[1]["missing"] == ["item"]  # an app can ask for the item
 
 
+def test_a_phrase_said_without_its_free_text_is_not_taken_for_another_command(tmp_path, model_dir):
+    config = tmp_path / "commands.yaml"
+    config.write_text(json.dumps({"listen": {"wakewords": ["alexa"], "commands": [
+        {"name": "todo", "phrases": ["add {task} to my to do list"]},
+        {"name": "shopping", "phrases": ["add {item} to the shopping list"]},
+        {"name": "calendar", "phrases": ["what's on my calendar [today]"]}]}}))
+    said = wake_and_command(tmp_path, "add to my to do list", noise=0.03)
+    out = events(edge_asr("listen", "--model", model_dir, "--config", config, "--input", said))
+    # Heard "Add to my to do list": once the shopping item "to my"; an app asks for the task instead.
+    assert [e["event"] for e in out] == ["wake", "no_match"], out
+    assert out[1]["closest"] == "todo" and out[1]["missing"] == ["task"]
+
+
 def test_beam_size_hears_free_text_that_greedy_decoding_misses(tmp_path, model_dir):
     said = wake_and_command(tmp_path, "put yogurt on the shopping list", voice="flite:rms", noise=0.05)
     items = {}

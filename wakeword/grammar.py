@@ -387,19 +387,26 @@ class Grammar:
 
     def best(self, text: str) -> CommandMatch | None:
         """The best match, even if it scores below `min_score` or misses its free text (None when nothing
-        aligns at all); a whole match before one that misses free text."""
+        aligns at all); a whole match before one that misses free text and scores the same. A phrase that
+        fits better without its free text than any phrase fits whole is what was said ("Add to my to do
+        list" is the to-do phrase, not the shopping item "to my"), so `match` then finds no command."""
         words = normalize_words(text)
         best: CommandMatch | None = None
         for command in self.commands:
             for phrase in command.phrases:
                 m = match_phrase(phrase, words)
-                if m is not None and (best is None or (not m.missing, m.score) > (not best.missing, best.score)):
+                if m is not None and (best is None or (m.score, not m.missing) > (best.score, not best.missing)):
                     best = CommandMatch(command, phrase, m.score, m.slots, missing=m.missing)
         return best
 
     def match(self, text: str) -> CommandMatch | None:
         best = self.best(text)
         return best if best is not None and best.score >= self.min_score and not best.missing else None
+
+    def incomplete(self, text: str) -> CommandMatch | None:
+        """The phrase a transcript is, said without its free text ("Add to my to do list"), or None."""
+        best = self.best(text)
+        return best if best is not None and best.score >= self.min_score and best.missing else None
 
     def candidates(self, text: str, limit: int = 12, numbers: tuple[int, ...] = ()) -> list[Candidate]:
         """The command sentences of this grammar nearest to a transcript, for the transcriber to score against
