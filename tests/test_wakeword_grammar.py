@@ -68,7 +68,8 @@ def test_numbers():
     # "three hundred and fifty" written "300 and 50"; pieces join only as spoken numbers do.
     assert parse_number(["300", "and", "50"]) == 350 and parse_number(["2000", "5"]) == 2005
     assert parse_number(["2000", "300", "and", "50"]) == 2350
-    for pieces in (["20", "15"], ["5", "5"], ["300", "300"], ["20", "and", "1"], ["and", "5"], ["300", "and"]):
+    for pieces in (["20", "15"], ["5", "5"], ["300", "300"], ["20", "and", "1"], ["and", "5"], ["300", "and"],
+                   ["300", "and", "and", "50"]):
         assert parse_number(pieces) is None, pieces
 
 

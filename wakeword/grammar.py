@@ -56,7 +56,8 @@ def parse_number(words: list[str] | tuple[str, ...]) -> int | None:
     sometimes writes a number in pieces, as it was said: "20 1" (twenty one), "300 and 50" (three hundred and
     fifty); pieces that join as spoken numbers do are one number."""
     pieces = [int(w) if w.isdigit() else w for w in words]
-    if pieces and all(isinstance(v, int) or (v == "and" and 0 < i < len(pieces) - 1 and pieces[i - 1] >= 100)
+    if pieces and all(isinstance(v, int) or (v == "and" and 0 < i < len(pieces) - 1
+                                             and isinstance(pieces[i - 1], int) and pieces[i - 1] >= 100)
                       for i, v in enumerate(pieces)):
         values = [v for v in pieces if v != "and"]
         joined = all(_joins(a, b) for a, b in zip(values, values[1:]))
