@@ -154,11 +154,13 @@ class CloudClient:
         language: str | None = None,
         temperature: float | None = None,
         word_timestamps: bool = False,
+        prompt: str | None = None,
     ) -> CloudTranscript:
         """Transcribe a float32 16 kHz mono array remotely (verbose_json); raises CloudError."""
         t0 = time.perf_counter()
         body = self.request(audio, response_format="verbose_json", language=language, temperature=temperature,
-                            timestamp_granularities=("segment", "word") if word_timestamps else ("segment",))
+                            timestamp_granularities=("segment", "word") if word_timestamps else ("segment",),
+                            prompt=prompt)
         try:
             result = parse_verbose_json(body)
         except CloudError:
@@ -175,8 +177,10 @@ class CloudClient:
         language: str | None = None,
         temperature: float | None = None,
         timestamp_granularities: tuple[str, ...] = (),
+        prompt: str | None = None,
     ) -> Any:
-        """One API call under the deadline: parsed JSON for json/verbose_json, the text body otherwise."""
+        """One API call under the deadline: parsed JSON for json/verbose_json, the text body otherwise.
+        `prompt` is the API's text to prime the model with (vocabulary, spelling)."""
         if response_format not in RESPONSE_FORMATS:
             raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}")
         deadline = time.monotonic() + self.timeout_s  # encoding the audio counts against it too
@@ -192,6 +196,8 @@ class CloudClient:
             data["language"] = language
         if temperature is not None:
             data["temperature"] = str(temperature)
+        if prompt:
+            data["prompt"] = prompt
         if timestamp_granularities:
             data["timestamp_granularities[]"] = list(timestamp_granularities)
         try:

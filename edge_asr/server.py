@@ -34,6 +34,9 @@ RESPONSE_FORMATS = ("json", "verbose_json", "text", "srt", "vtt")
 GRANULARITIES = ("segment", "word")
 # Whisper's fallback schedule; a request's temperature t starts it at t (OpenAI: 0 means "automatic").
 TEMPERATURE_STEPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# The API's `prompt` primes the decoder, which keeps only its last 223 tokens; a longer text is a mistake
+# (or a way to make the server tokenize megabytes), not a prompt.
+MAX_PROMPT_CHARS = 4000
 
 
 @dataclass
@@ -220,9 +223,14 @@ def _parse_options(form: dict[str, Any]) -> dict[str, Any]:
             raise _ApiError(400, f"timestamp_granularities must be among {GRANULARITIES}",
                             "timestamp_granularities")
     language = form.get("language") or None
+    prompt = form.get("prompt") or None
+    if prompt is not None and not isinstance(prompt, str):
+        raise _ApiError(400, "prompt must be text", "prompt")
+    if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+        raise _ApiError(400, f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}", "prompt")
     temperatures = tuple(t for t in TEMPERATURE_STEPS if t >= temperature - 1e-9) or (temperature,)
     return {"response_format": response_format, "language": language, "temperature": temperatures,
-            "words": "word" in granularities and response_format == "verbose_json"}
+            "words": "word" in granularities and response_format == "verbose_json", "prompt": prompt}
 
 
 def _decode_audio(upload: UploadFile, max_audio_s: float):
@@ -253,7 +261,7 @@ def _transcribe(transcriber, audio, options: dict, settings: ServerSettings):
     try:
         segments, info = transcriber.transcribe(
             audio, beam_size=settings.beam_size, word_timestamps=options["words"],
-            language=options["language"], temperature=options["temperature"],
+            language=options["language"], temperature=options["temperature"], initial_prompt=options["prompt"],
         )
         return list(segments), info
     except EdgeAsrError as e:  # e.g. an unsupported language

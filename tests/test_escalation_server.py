@@ -106,6 +106,7 @@ def test_garbage_audio_is_400_with_the_reason(server, payload, reason):
     ({"file": ("a.wav", b"x")}, {"temperature": "hot"}, "temperature"),
     ({"file": ("a.wav", b"x")}, {"temperature": "1.5"}, "temperature"),
     ({"file": ("a.wav", b"x")}, {"timestamp_granularities[]": "char"}, "timestamp_granularities"),
+    ({"file": ("a.wav", b"x")}, {"prompt": "x" * 4001}, "prompt"),
 ])
 def test_bad_fields_are_400_naming_the_field(server, files, data, param):
     r = post(server, files, data)

@@ -4,6 +4,9 @@
   {"event": "wake", "wakeword", "score", "t"}
   {"event": "command", "command", "text", "confidence", "transcript_confidence", "action", "slots", "t",
    "latency_s", ("rescored": the grammar sentence acoustic rescoring heard instead of the transcript)}
+  With an escalation endpoint, command and no_match events also carry "source" ("local" | "cloud") and, for
+  a command the device was unsure of, "escalation": {"status", "reason", "latency_s", "local_text",
+  "local_command"} (status "escalated": the cloud's hearing decided; "failed" / "rejected": the device's).
   {"event": "action_done" | "action_error", "command", "action", ("error")}
   {"event": "no_match", "text", "reason", "t", "closest", "score", ("missing": free-text slots not heard)}
                                                           (heard something that is no command, or nothing)
@@ -51,12 +54,14 @@ class Listener:
     transcriber. With `verifier: none` in the config there is no second stage. `transcribe_command`
     transcribes commands when they need other settings than the wake-word check (fast path, beam); a
     command it hears as no command is then transcribed again with `command_retry` when given (the full
-    window; wakeword.verify.listen_transcribers makes all three as `listen` runs them)."""
+    window; wakeword.verify.listen_transcribers makes all three as `listen` runs them). `escalate`
+    transcribes a command the device is unsure of on the escalation endpoint (wakeword.verify.cloud_transcriber;
+    None: commands stay local)."""
 
     def __init__(self, plan: ListenPlan, transcribe: Transcribe, *, verbose: bool = False,
                  verifiers: dict[str, Verifier] | None = None, threads: int = 1,
                  transcribe_ahead: bool = True, transcribe_command: Transcribe | None = None,
-                 command_retry: Transcribe | None = None) -> None:
+                 command_retry: Transcribe | None = None, escalate: Transcribe | None = None) -> None:
         section = plan.section
         self.wakewords: dict[str, WakeWord] = {}
         for wake in plan.wakewords:
@@ -67,6 +72,7 @@ class Listener:
             self.wakewords[wake.spec.name] = WakeWord(wake, verifier)
         self.transcribe = transcribe_command or transcribe
         self.full_window = command_retry  # a second opinion for commands heard as no command
+        self.escalate = escalate
         self.grammar = plan.grammar if plan.grammar.commands else None
         self.prompt = section.command_prompt
         if self.prompt == "auto":  # no commands (transcripts only): nothing to prime for
@@ -207,6 +213,12 @@ class Listener:
             heard = self.full_window(captured.audio, self.prompt)
             text, match = self._text_and_match(heard)
             match = self._rescored(heard, text, match)
+        escalation = None
+        if self.escalate is not None and self.grammar is not None and _unsure(match):
+            heard, text, match, escalation = self._escalated(captured, heard, text, match)
+        source = {} if self.escalate is None else {
+            "source": "cloud" if escalation and escalation["status"] == "escalated" else "local",
+            **({"escalation": escalation} if escalation else {})}
         if self.grammar is None:
             yield {"event": "transcript", "text": text, "confidence": heard.confidence, "t": t,
                    "latency_s": round(time.monotonic() - endpoint_wall, 3)}
@@ -215,13 +227,13 @@ class Listener:
             best = self.grammar.best(text)
             yield {"event": "no_match", "text": text, "reason": "no command matches", "t": t,
                    "closest": best.command.name if best else None, "score": best.score if best else 0.0,
-                   **({"missing": list(best.missing)} if best and best.missing else {})}
+                   **({"missing": list(best.missing)} if best and best.missing else {}), **source}
             return
         action = match.command.action
         yield {"event": "command", "command": match.command.name, "text": text, "confidence": match.score,
                "transcript_confidence": heard.confidence, "action": action.kind, "slots": match.slots, "t": t,
                "endpoint_t": captured.t, "latency_s": round(time.monotonic() - endpoint_wall, 3),
-               **({"rescored": match.rescored} if match.rescored else {})}
+               **({"rescored": match.rescored} if match.rescored else {}), **source}
         if action.kind == "emit":
             return
         started = time.monotonic()
@@ -233,6 +245,34 @@ class Listener:
             return
         yield {"event": "action_done", "command": match.command.name, "action": action.kind,
                "duration_s": round(time.monotonic() - started, 3), **({"detail": detail} if detail else {})}
+
+    def _escalated(self, captured: CapturedCommand, heard: Heard, text: str, match: CommandMatch | None
+                   ) -> tuple[Heard, str, CommandMatch | None, dict]:
+        """Ask the escalation endpoint about a command the device is unsure of. What it hears is matched like
+        the device's transcript (no acoustic rescoring: the cloud sends no scores) and decides, command or
+        no_match; when it can't answer or hears no words, the device's answer stands. Only the audio after
+        the wake word's detection goes up, not the pre-roll before it."""
+        from edge_asr.cloud import CloudError
+        from edge_asr.confidence import has_words
+
+        mark = {"status": "escalated", "reason": None, "latency_s": None, "local_text": text,
+                "local_command": match.command.name if match else None}
+        started = time.monotonic()
+        try:
+            cloud = self.escalate(captured.audio[captured.command_start:], self.prompt)
+        except CloudError as e:
+            return heard, text, match, {**mark, "status": "failed", "reason": e.reason,
+                                        "latency_s": round(time.monotonic() - started, 3)}
+        mark["latency_s"] = round(time.monotonic() - started, 3)
+        if not has_words(cloud.text):
+            return heard, text, match, {**mark, "status": "rejected", "reason": "cloud_heard_nothing"}
+        cloud_text, cloud_match = self._text_and_match(cloud)
+        return cloud, cloud_text, cloud_match, mark
+
+
+def _unsure(match: CommandMatch | None) -> bool:
+    """No command, or one that needed more than a slip or acoustic rescoring to match."""
+    return match is None or match.score < COMPLETE_MIN_SCORE or match.rescored is not None
 
 
 def collapse_repeats(text: str) -> str:

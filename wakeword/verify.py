@@ -117,6 +117,19 @@ class TranscriptVerifier:
         return any(find_phrase(self.last_heard, p, self.min_similarity) for p in self.phrases)
 
 
+def cloud_transcriber(client, language: str | None = "en") -> Transcribe:
+    """`audio -> Heard` on the escalation endpoint, for commands the device is unsure of. Raises CloudError
+    when the cloud can't answer; `confidence` comes from its segments' avg_logprob, as the local one does."""
+
+    def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
+        cloud = client.transcribe(audio, language=language, prompt=prompt)
+        logprobs = [s["avg_logprob"] for s in cloud.segments if isinstance(s.get("avg_logprob"), (int, float))]
+        confidence = math.exp(min(0.0, sum(logprobs) / len(logprobs))) if logprobs else 0.0
+        return Heard(cloud.text.strip(), round(confidence, 3))
+
+    return transcribe
+
+
 class CloudVerifier:
     """The escalation endpoint (a bigger model) must hear the wake phrase; when the cloud cannot answer
     (down, slow, circuit open) the `fallback` verifier decides instead."""

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wakeword:
         section.wakewords = [WakeWordConfig(model=name) for name in args.wakeword]
     plan = plan_listen(section, source)  # config errors surface before models load
-    cloud = _cloud_client(config, source) if section.verifier == "cloud" else None
+    cloud = _cloud_client(config, source, section)
 
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     # Audio problems (no file, no microphone) also surface before the transcriber loads.
@@ -55,25 +55,32 @@ def run(args: argparse.Namespace) -> int:
         transcriber = Transcriber(model=args.model or config.transcribe.model, threads=threads)
         transcribers = listen_transcribers(transcriber, section.language, section.fast_path, section.beam_size)
         transcribe = transcribers.wake_check
-        verifiers = None
-        if cloud is not None:
+        verifiers = escalate = None
+        if cloud is not None and section.escalate:
+            from wakeword.verify import cloud_transcriber
+
+            escalate = cloud_transcriber(cloud, section.language)
+        if cloud is not None and section.verifier == "cloud":
             from wakeword.verify import CloudVerifier, TranscriptVerifier
 
             verifiers = {w.spec.name: CloudVerifier(cloud, w.phrases, TranscriptVerifier(transcribe, w.phrases),
                                                     section.language) for w in plan.wakewords}
         listener = Listener(plan, transcribe, verbose=args.verbose, verifiers=verifiers,
                             transcribe_command=transcribers.command,
-                            command_retry=transcribers.command_retry)
+                            command_retry=transcribers.command_retry, escalate=escalate)
         for event in listener.run(stream):
             print(json.dumps(event, ensure_ascii=False), flush=True)
     return 0
 
 
-def _cloud_client(config, source: str):
-    """The escalation endpoint's client, for `listen.verifier: cloud`."""
+def _cloud_client(config, source: str, section):
+    """The escalation endpoint's client (wake verification with `verifier: cloud`, unsure commands with
+    `escalate`), or None when neither uses it."""
     from edge_asr.errors import ConfigError
     from edge_asr.escalation import EscalationPolicy
 
+    if section.verifier != "cloud" and not (section.escalate and config.escalation.endpoint):
+        return None
     policy = EscalationPolicy.from_config(config.escalation, source)
     if policy is None:
         raise ConfigError(f"{source}: 'listen.verifier' is cloud but 'escalation.endpoint' is not set")
