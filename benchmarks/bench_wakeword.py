@@ -12,11 +12,13 @@
   matching  command matching over TTS utterances (espeak-ng, flite, festival voices) through listen (a real
             "alexa", then the command) with noise at 20 and 15 dB SNR, on a dev set and four held-out sets
             (other voices, phrasings and commands); tolerant vs exact matching of the same transcripts, and
-            whether a few unrelated requests per set are answered no_match.
+            whether a few unrelated requests per set are answered no_match. With --cloud MODEL, `edge-asr
+            serve` runs that model on 127.0.0.1 (beam 5) and listen escalates the commands it is unsure of
+            to it (listen.escalate), as a Pi with an escalation endpoint does.
 
     python benchmarks/bench_wakeword.py [--sections recall,cpu,latency,matching] [--model DIR]
         [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,...,heldout4]
-        [--repeats N] [--rescore off|MAX_DROP] [--json out.json] [--dump DIR]
+        [--repeats N] [--rescore off|MAX_DROP] [--cloud base] [--json out.json] [--dump DIR]
 
 Needs espeak-ng, flite, festival (and the voices festvox-us-slt-hts, festvox-kdlpc16k) and sox (TTS +
 resampling) and the default transcription model.
@@ -541,6 +543,18 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
     wake_check = recorded(transcribers.wake_check, "full")
     transcribe_command = recorded(transcribers.command, "fast")
     retry = recorded(transcribers.command_retry, "full")
+    cloud = escalate = None
+    if args.cloud:
+        from bench_escalation import TOKEN, Cloud
+
+        from edge_asr.cloud import CloudClient
+        from edge_asr.models import resolve_model
+        from wakeword.verify import cloud_transcriber
+
+        cloud = Cloud(str(resolve_model(args.cloud)), beam=5, threads=args.threads)
+        # A deadline no run reaches: the bench measures what the cloud hears, not this machine's load.
+        escalate = cloud_transcriber(CloudClient(cloud.endpoint, TOKEN, timeout_s=600), "en")
+        print(f"cloud: {args.cloud} on {cloud.url}, beam 5", flush=True)
     out = {}
     for set_name in args.sets.split(","):
         voices, commands, utterances, first_clip = MATCHING_SETS[set_name]
@@ -554,7 +568,7 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
             # microphone (a fresh one per utterance spends more time loading models than listening). Full
             # speed: transcribe-ahead would only start jobs that the next frames make stale.
             listener = Listener(plan, wake_check, transcribe_command=transcribe_command, command_retry=retry,
-                                transcribe_ahead=False)
+                                transcribe_ahead=False, escalate=escalate)
             current["listener"] = listener
             results = []
             unrelated = [(u, None, {}) for u in UNRELATED[set_name]]
@@ -586,6 +600,8 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                     row["exact"] = m is not None and m.command.name == want and same_slots(m.slots, slots)
                 if heard and heard["event"] == "command":
                     row["got"] = {"command": heard["command"], "slots": heard["slots"]}
+                if heard and "escalation" in heard:
+                    row["escalation"] = heard["escalation"]
                 if args.dump:  # what the command transcribers were given and heard, for offline study
                     np.savez_compressed(args.dump / f"{set_name}-{i}_{snr:g}.npz", **{
                         f"audio{k}": c[0] for k, c in enumerate(calls)},
@@ -599,8 +615,11 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
             others = [r for r in results if r["woken"] and r.get("unrelated")]
             accuracy = {k: sum(r[k] for r in woken) / max(1, len(woken)) for k in ("tolerant", "exact")}
             rejected = sum(r["tolerant"] for r in others)
+            escalated = [r["escalation"] for r in results if r["woken"] and "escalation" in r]
+            cloud_s = [e["latency_s"] for e in escalated if e["status"] == "escalated"]
             out[f"{set_name}@{snr:g}dB"] = {"utterances": len(results) - len(unrelated) * len(voices),
                                             "woken": len(woken), "snr_db": snr,
+                                            "escalated": [len(cloud_s), len(woken) + len(others)],
                                             "prompt": plan.grammar.prompt(), "accuracy": accuracy,
                                             "unrelated_rejected": [rejected, len(others)], "results": results}
             print(f"\ncommand matching, {set_name} set: {len(results) - len(unrelated) * len(voices)} TTS utterances "
@@ -608,11 +627,19 @@ def section_matching(args, transcribers, tmp: Path) -> dict:
                   f"  listen {accuracy['tolerant']:.1%} ({sum(r['tolerant'] for r in woken)}/{len(woken)}); "
                   f"exact matching of the same transcripts {accuracy['exact']:.1%}; unrelated requests "
                   f"answered no_match: {rejected}/{len(others)}")
+            if escalate is not None:
+                print(f"  escalated to the cloud: {len(cloud_s)} of {len(woken) + len(others)} requests "
+                      f"({len(escalated) - len(cloud_s)} tried, the device's answer kept); round trip median "
+                      f"{statistics.median(cloud_s) if cloud_s else float('nan'):.2f} s")
             for r in results:
                 if not r["tolerant"]:
                     print(f"  miss [{r['voice']}] said {r['text']!r}, heard {r['heard']!r}"
                           + (f" -> {r['got']['command']} {r['got']['slots']}" if r.get("got") else "")
+                          + (f" [cloud; the device heard {r['escalation']['local_text']!r}]"
+                             if r.get("escalation", {}).get("status") == "escalated" else "")
                           + ("" if r["woken"] else " (no wake word detected)"))
+    if cloud is not None:
+        cloud.stop()
     return out
 
 
@@ -638,6 +665,8 @@ def main() -> int:
                         help="matching: listen.rescore_max_drop, or off (default: listen's default)")
     parser.add_argument("--dump", type=Path, help="matching: save each utterance's command audio and transcripts here")
     parser.add_argument("--repeats", type=int, default=1, help="latency: runs per voice")
+    parser.add_argument("--cloud", default=None,
+                        help="matching: escalate unsure commands to `edge-asr serve` with this model (e.g. base)")
     parser.add_argument("--json", type=Path, help="also write all numbers here")
     args = parser.parse_args()
     import tempfile
