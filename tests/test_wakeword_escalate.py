@@ -1,12 +1,22 @@
 """Unsure commands go to the escalation endpoint: the real `edge-asr serve` (default model) on 127.0.0.1 hears
-them again and decides; a command the device is sure of never leaves it, and a dead cloud leaves the device's
-answer standing. Through the CLI, on real "alexa" clips followed by TTS commands with noise."""
+them again, and a whole command it hears is taken; otherwise, and when the cloud is dead, the device's answer
+stands; a command the device is sure of never leaves it. Through the CLI, on real "alexa" clips followed by TTS
+commands with noise, and the arbitration on its own with real audio."""
 
 import json
 
+import numpy as np
 import pytest
 from escalation_helpers import TOKEN, free_port
-from wakeword_helpers import clips, concat, edge_asr, wake_and_command
+from wakeword_helpers import clips, concat, edge_asr, tts, wake_and_command
+
+from edge_asr.audio import load_audio
+from edge_asr.cloud import CloudClient
+from wakeword.capture import CapturedCommand
+from wakeword.commands import plan_listen
+from wakeword.config import CommandConfig, ListenSection
+from wakeword.listener import Listener
+from wakeword.verify import Heard, cloud_transcriber
 
 # "now" makes the spoken "turn on the kitchen lights" match with more than a slip: the device is unsure.
 COMMANDS = [
@@ -37,16 +47,36 @@ def listen(tmp_path, wav, model_dir, endpoint: str, escalate: bool = True) -> li
     return [e for e in out if e["event"] in ("command", "no_match")]
 
 
-def test_the_cloud_decides_unsure_commands_only(tmp_path, three_requests, model_dir, cloud, monkeypatch):
+def test_only_unsure_commands_go_up_and_a_cloud_without_a_whole_command_leaves_the_device_answer(
+        tmp_path, three_requests, model_dir, cloud, monkeypatch):
     monkeypatch.setenv("EDGE_ASR_API_KEY", TOKEN)
     unsure, whole, unrelated = listen(tmp_path, three_requests, model_dir, cloud.endpoint)
+    # The cloud hears "turn on the kitchen lights" too: no more whole than the device's, so the device's stands.
     assert unsure["event"] == "command" and unsure["slots"] == {"state": "on", "room": "kitchen"}, unsure
-    assert unsure["source"] == "cloud" and unsure["escalation"]["status"] == "escalated"
-    assert unsure["escalation"]["local_command"] == "lights" and unsure["escalation"]["latency_s"] > 0
+    assert unsure["source"] == "local" and unsure["escalation"]["status"] == "rejected"
+    assert unsure["escalation"]["reason"] == "no_whole_command" and unsure["escalation"]["latency_s"] > 0
+    assert "kitchen" in unsure["escalation"]["cloud_text"].lower()
     assert whole["event"] == "command" and whole["slots"] == {"minutes": 5}
     assert whole["source"] == "local" and "escalation" not in whole
-    assert unrelated["event"] == "no_match" and unrelated["source"] == "cloud", unrelated
-    assert "france" in unrelated["text"].lower()
+    assert unrelated["event"] == "no_match" and unrelated["source"] == "local", unrelated
+    assert "france" in unrelated["escalation"]["cloud_text"].lower()
+
+
+def test_a_whole_command_the_cloud_hears_replaces_the_device_answer(tmp_path, model_dir, cloud):
+    """The arbitration alone: a device transcript that matches only loosely (a mishearing written out here)
+    against the real server hearing the spoken command whole: the cloud's command is taken, slots and all."""
+    section = ListenSection(commands=[CommandConfig(c["name"], c["phrases"]) for c in COMMANDS])
+    listener = Listener(plan_listen(section, "test"), lambda audio, prompt=None: Heard("", 0.0),
+                        escalate=cloud_transcriber(CloudClient(cloud.endpoint, TOKEN, timeout_s=60)))
+    audio = load_audio(tts("turn off the bedroom lights now", tmp_path / "cmd.wav"))
+    captured = CapturedCommand(np.concatenate([np.zeros(8000, np.float32), audio]), "silence", 2.0, 2.5,
+                               command_start=8000)
+    heard = Heard("Turn of the bed lights.", 0.31)
+    local = listener.grammar.match("Turn of the bed lights.")
+    took, text, match, mark = listener._escalated(captured, heard, "Turn of the bed lights.", local)
+    assert mark["status"] == "escalated" and mark["local_text"] == "Turn of the bed lights."
+    assert match.command.name == "lights" and match.slots == {"state": "off", "room": "bedroom"}
+    assert match.score >= 0.9 and "bedroom" in took.text.lower() and text == took.text
 
 
 def test_a_dead_cloud_leaves_the_device_answer(tmp_path, three_requests, model_dir, monkeypatch):
