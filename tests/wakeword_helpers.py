@@ -27,10 +27,13 @@ FESTIVAL_VARIANTS = {
     "slt-hts": "(voice_cmu_us_slt_arctic_hts)",  # Debian festvox-us-slt-hts: a statistical (HTS) voice
     "ked": "(voice_ked_diphone)",  # festvox-kdlpc16k
     "ked-fast": "(begin (voice_ked_diphone) (Parameter.set 'Duration_Stretch 0.9))",
+    "kal-slow-low": "(begin (Parameter.set 'Duration_Stretch 1.1) (set! int_lr_params '((target_f0_mean 90) "
+                    "(target_f0_std 15) (model_f0_mean 170) (model_f0_std 34))))",
 }
 FLITE_VARIANTS = {
     "slt-slow-high": ["-voice", "slt", "--setf", "duration_stretch=1.15", "--setf", "int_f0_target_mean=200"],
     "rms-fast": ["-voice", "rms", "--setf", "duration_stretch=0.9", "--setf", "int_f0_target_mean=130"],
+    "awb-fast-high": ["-voice", "awb", "--setf", "duration_stretch=0.9", "--setf", "int_f0_target_mean=150"],
 }
 
 

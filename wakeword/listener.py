@@ -6,7 +6,7 @@
    "latency_s", ("rescored": the grammar sentence acoustic rescoring heard instead of the transcript)}
   With an escalation endpoint, command and no_match events also carry "source" ("local" | "cloud") and, for
   a command the device was unsure of, "escalation": {"status", "reason", "latency_s", "local_text",
-  "local_command", ("cloud_text")} (status "escalated": the cloud heard a whole command and it was taken;
+  "local_command", "local_slots", ("cloud_text")} (status "escalated": the cloud heard a whole command and it was taken;
   "rejected" (it heard none: the device's answer stands, `cloud_text` says what it heard) or "failed").
   {"event": "action_done" | "action_error", "command", "action", ("error")}
   {"event": "no_match", "text", "reason", "t", "closest", "score", ("missing": free-text slots not heard)}
@@ -258,7 +258,7 @@ class Listener:
         from edge_asr.cloud import CloudError
 
         mark = {"status": "escalated", "reason": None, "latency_s": None, "local_text": text,
-                "local_command": match.command.name if match else None}
+                "local_command": match.command.name if match else None, "local_slots": match.slots if match else None}
         started = time.monotonic()
         try:
             cloud = self.escalate(captured.audio[captured.command_start:], self.prompt)
