@@ -39,7 +39,7 @@ def three_requests(tmp_path_factory):
 def listen(tmp_path, wav, model_dir, endpoint: str, escalate: bool = True) -> list[dict]:
     config = tmp_path / "commands.yaml"
     config.write_text(json.dumps({  # JSON is YAML
-        "listen": {"escalate": escalate, "commands": COMMANDS},
+        "listen": {"commands": COMMANDS, **({} if escalate else {"escalate": False})},  # on by default
         "escalation": {"endpoint": endpoint, "timeout_s": 60, "retries": 0}}))
     done = edge_asr("listen", "--model", model_dir, "--config", config, "--input", wav)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
