@@ -6,8 +6,8 @@
    "latency_s", ("rescored": the grammar sentence acoustic rescoring heard instead of the transcript)}
   With an escalation endpoint, command and no_match events also carry "source" ("local" | "cloud") and, for
   a command the device was unsure of, "escalation": {"status", "reason", "latency_s", "local_text",
-  "local_command", "local_slots", ("cloud_text")} (status "escalated": the cloud heard a whole command and it was taken;
-  "rejected" (it heard none: the device's answer stands, `cloud_text` says what it heard) or "failed").
+  "local_command", "local_slots", ("cloud_text")}: status "escalated" (the cloud heard a whole command, taken),
+  "rejected" (it heard none; `cloud_text` says what it heard) or "failed"; the device's answer stands for both.
   {"event": "action_done" | "action_error", "command", "action", ("error")}
   {"event": "no_match", "text", "reason", "t", "closest", "score", ("missing": free-text slots not heard)}
                                                           (heard something that is no command, or nothing)

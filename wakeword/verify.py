@@ -33,6 +33,11 @@ class Heard:
 
 Transcribe = Callable[..., Heard]  # (audio, prompt: str | None = None) -> Heard
 
+
+def certainty(avg_logprobs: list[float]) -> float:
+    """`Heard.confidence` from the segments' average token log-probabilities (0 without segments)."""
+    return round(math.exp(min(0.0, sum(avg_logprobs) / len(avg_logprobs))), 3) if avg_logprobs else 0.0
+
 # Silence appended to a command before a fast-path transcription when the model was not adapted to short
 # encoder contexts (its card does not say the fast path is safe). With only the card's default 1 s after
 # the speech, tiny.en (fp32 and int8) often fails to stop and repeats the command until the token cap;
@@ -65,7 +70,6 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
         text = " ".join(s.text.strip() for s in segments).strip()
         if not segments:
             return Heard("", 0.0)
-        mean_logprob = sum(s.avg_logprob for s in segments) / len(segments)
         encoded = segments[-1].encoder_output  # a command is one window
 
         def score(texts: list[str], prefix: str = "") -> list[np.ndarray]:
@@ -74,7 +78,7 @@ def local_transcriber(transcriber, language: str | None = "en", fast_path: bool 
         def next_words(contexts: list[str], words: list[str], prefix: str = "") -> np.ndarray:
             return transcriber.next_word_logprobs(encoded, contexts, words, prefix, language)
 
-        return Heard(text, round(math.exp(min(0.0, mean_logprob)), 3), score, next_words)
+        return Heard(text, certainty([s.avg_logprob for s in segments]), score, next_words)
 
     return transcribe
 
@@ -124,8 +128,7 @@ def cloud_transcriber(client, language: str | None = "en") -> Transcribe:
     def transcribe(audio: np.ndarray, prompt: str | None = None) -> Heard:
         cloud = client.transcribe(audio, language=language, prompt=prompt)
         logprobs = [s["avg_logprob"] for s in cloud.segments if isinstance(s.get("avg_logprob"), (int, float))]
-        confidence = math.exp(min(0.0, sum(logprobs) / len(logprobs))) if logprobs else 0.0
-        return Heard(cloud.text.strip(), round(confidence, 3))
+        return Heard(cloud.text.strip(), certainty(logprobs))
 
     return transcribe
 
