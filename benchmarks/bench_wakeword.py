@@ -17,7 +17,7 @@
             to it (listen.escalate), as a Pi with an escalation endpoint does.
 
     python benchmarks/bench_wakeword.py [--sections recall,cpu,latency,matching] [--model DIR]
-        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,...,heldout4]
+        [--fast-path true|false|card] [--beam-size N] [--snr 20,15] [--sets dev,heldout,...,heldout5]
         [--repeats N] [--rescore off|MAX_DROP] [--cloud base] [--json out.json] [--dump DIR]
 
 Needs espeak-ng, flite, festival (and the voices festvox-us-slt-hts, festvox-kdlpc16k) and sox (TTS +
@@ -703,7 +703,7 @@ def main() -> int:
     parser.add_argument("--snr", default=[20.0, 15.0], type=lambda v: [float(x) for x in v.split(",")],
                         help="matching: speech-to-noise ratios in dB, comma-separated (default 20,15)")
     parser.add_argument("--sets", default="dev,heldout,heldout2,heldout3,heldout4,heldout5",
-                        help="matching: comma-separated sets (dev, heldout, heldout2, heldout3, heldout4, heldout5; "
+                        help="matching: comma-separated sets (dev, heldout, ..., heldout5; "
                              "numbers: a dev set for number slots)")
     parser.add_argument("--rescore", default=ListenSection().rescore_max_drop,
                         type=lambda v: None if v == "off" else float(v),
